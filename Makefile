@@ -1,0 +1,57 @@
+# envkit: `make demo` builds and validates the CPU demo matrix; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ENVKIT := $(BIN)/envkit
+DEMO_MATRIX ?= images/cpu-demo.yaml
+STATE ?= $(or $(ENVKIT_STATE_DIR),/tmp/envkit)
+# The wheelhouse and CA bundle come from the environment when it names them (see README).
+WHEELHOUSE ?= $(PIP_FIND_LINKS)
+CA_BUNDLE ?= $(PIP_CERT)
+BUILD_FLAGS := $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
+
+.PHONY: demo test venv test-deps engine base-image unit docker-tier lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@# torch for the probe's own tests runs on the host from the local wheelhouse when there is one.
+	@if [ -n "$(WHEELHOUSE)" ] && ls $(WHEELHOUSE)/torch-*.whl >/dev/null 2>&1; then \
+	  $(BIN)/pip install --quiet --no-index --find-links $(WHEELHOUSE) torch || \
+	  $(BIN)/pip install --quiet --find-links $(WHEELHOUSE) $$(ls $(WHEELHOUSE)/torch-*.whl | head -n1); fi
+	touch $@
+
+venv: $(VENV)/.installed
+
+engine:
+	bash scripts/ensure-engine.sh
+
+base-image: engine
+	bash scripts/make-base-image.sh
+
+test-deps: venv engine base-image
+	bash scripts/install-test-deps.sh
+
+demo: venv base-image
+	$(ENVKIT) plan $(DEMO_MATRIX)
+	$(ENVKIT) build $(DEMO_MATRIX) $(BUILD_FLAGS) --report $(STATE)/demo-build.json
+	$(ENVKIT) validate --matrix $(DEMO_MATRIX) --profile quick --out $(STATE)/demo-validate.json
+	$(ENVKIT) report $(STATE)/demo-validate.json
+
+test: test-deps
+	$(BIN)/pytest tests -q
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+lint: venv
+	$(BIN)/ruff check envkit tests scripts benchmarks
+	$(BIN)/mypy envkit
+
+bench: venv base-image
+	$(BIN)/python benchmarks/run.py $(BUILD_FLAGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,76 @@
+"""`envkit render MATRIX -o DIR`: each cell's Dockerfile and build context, for review."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from envkit.commands._common import (
+    add_matrix_argument,
+    add_only_argument,
+    add_render_arguments,
+    cell_record,
+    load_plan,
+    render_options,
+    selected_cells,
+)
+from envkit.errors import UsageError
+from envkit.render import BuildContext, FileHasher, render_cell
+from envkit.ui import console
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("render", help="write each cell's Dockerfile and build context",
+                            description="Render MATRIX into DIR/<cell>/ (Dockerfile, context files, "
+                            "envkit-cell.json). Renders are byte-for-byte reproducible.")
+    add_matrix_argument(parser)
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder")
+    add_only_argument(parser)
+    add_render_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    the_plan = load_plan(args)
+    options = render_options(args)
+    hasher = FileHasher()
+    contexts = [render_cell(cell, the_plan.matrix.file, the_plan.matrix.labels, options, hasher)
+                for cell in selected_cells(the_plan, args.only)]
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"-o {args.output}: exists and is not a folder")
+    args.output.mkdir(parents=True, exist_ok=True)
+    for context in contexts:
+        write_context(context, args.output / context.cell.id)
+    console().print(f"rendered {len(contexts)} cells into {args.output}")
+    return 0
+
+
+def write_context(context: BuildContext, target: Path) -> None:
+    """Replace `target` with the rendered context (written aside first, so a failure leaves the old one)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        context.write(staging)
+        (staging / "envkit-cell.json").write_text(json.dumps(context_record(context), indent=2, sort_keys=True)
+                                                  + "\n", encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def context_record(context: BuildContext) -> dict[str, Any]:
+    """What `render` records beside each Dockerfile: the cell, tags, labels and content hash."""
+    return {
+        "cell": cell_record(context.cell),
+        "tags": list(context.tags),
+        "labels": dict(sorted(context.labels.items())),
+        "content_hash": context.content_hash,
+        "secrets": list(context.secrets),
+        "files": sorted(context.files),
+    }

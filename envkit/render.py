@@ -1,0 +1,315 @@
+"""Rendering: a resolved Cell becomes a BuildContext (Dockerfile text, context files, labels, hash).
+
+Renders are byte-for-byte reproducible: collections are sorted, no timestamps, and the content hash
+covers everything that affects the image bytes (the Dockerfile and the contents of the context files).
+The CA bundle is the exception on purpose: it lets pip reach an index, it never lands in the image, and
+rotating it must not rebuild every image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from envkit import safety
+from envkit.errors import ConfigError, UnsafeValueError
+from envkit.resolve import Cell, Plan, download_sources, python_builds
+
+CA_BUNDLE_NAME = "ca-bundle.pem"
+WHEELHOUSE_DIR = "wheelhouse"
+CA_SECRET_ID = "ca-bundle"
+_WHEEL = re.compile(r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderOptions:
+    """Build-time inputs that change the rendered context (not the matrix itself)."""
+
+    wheelhouse: Path | None = None
+    ca_bundle: Path | None = None
+    buildkit: bool = False
+    cache_mounts: bool = False
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildContext:
+    """Everything a build needs: Dockerfile text, files to place in the context, labels and tags."""
+
+    cell: Cell
+    dockerfile: str
+    files: Mapping[str, Path]
+    labels: Mapping[str, str]
+    content_hash: str
+    hash_tag: str
+    secrets: tuple[str, ...] = field(default=())
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The cell tag and the content-hash tag, both under the cell's repository."""
+        return (self.cell.image, f"{self.cell.repository}:{self.hash_tag}")
+
+    def write(self, directory: Path) -> Path:
+        """Write the Dockerfile and context files into `directory` (created); returns the Dockerfile path."""
+        directory.mkdir(parents=True, exist_ok=True)
+        dockerfile = directory / "Dockerfile"
+        dockerfile.write_text(self.dockerfile, encoding="utf-8")
+        for rel, source in sorted(self.files.items()):
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(source, target)
+        return dockerfile
+
+
+class FileHasher:
+    """sha256 of files, computed once per (path, size, mtime) for the life of this object."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int], str] = {}
+
+    def __call__(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._known:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            self._known[key] = digest.hexdigest()
+        return self._known[key]
+
+
+def render_plan(plan: Plan, options: RenderOptions, hasher: FileHasher | None = None) -> list[BuildContext]:
+    """Render every cell of a plan, in plan order."""
+    hasher = hasher or FileHasher()
+    return [render_cell(cell, plan.matrix.file, plan.matrix.labels, options, hasher) for cell in plan.cells]
+
+
+def render_cell(cell: Cell, matrix_file: str, extra_labels: Mapping[str, str], options: RenderOptions,
+                hasher: FileHasher | None = None) -> BuildContext:
+    """Render one cell; raises ConfigError when an input the cell needs is missing or unsafe."""
+    hasher = hasher or FileHasher()
+    _check_cell(cell)
+    files = _context_files(cell, options)
+    labels = cell_labels(cell, matrix_file, extra_labels)
+    variables = _template_variables(cell, matrix_file, options, files)
+    body = _template().render(**variables, labels=sorted(labels.items()))
+    content_hash = _content_hash(body, files, hasher)
+    labels = {**labels, "io.envkit.content-hash": content_hash}
+    dockerfile = _template().render(**variables, labels=sorted(labels.items()))
+    return BuildContext(cell=cell, dockerfile=dockerfile, files=files, labels=labels,
+                        content_hash=content_hash, hash_tag=f"content-{content_hash[:16]}",
+                        secrets=_secret_ids(options))
+
+
+def cell_labels(cell: Cell, matrix_file: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """OCI labels plus envkit labels carrying every resolved version (the probe checks them)."""
+    labels = {
+        "org.opencontainers.image.title": cell.repository.rsplit("/", 1)[-1],
+        "org.opencontainers.image.description": f"PyTorch {cell.torch} ({cell.variant}), Python {cell.python}, "
+        f"{cell.os}, {cell.flavor}",
+        "org.opencontainers.image.version": cell.tag,
+        "org.opencontainers.image.base.name": cell.base,
+        "org.opencontainers.image.ref.name": cell.tag,
+        "io.envkit.managed": "true",
+        "io.envkit.matrix": Path(matrix_file).name,
+        "io.envkit.cell": cell.id,
+        "io.envkit.torch": cell.torch,
+        "io.envkit.torch-variant": cell.variant,
+        "io.envkit.torch-source": cell.torch_source,
+        "io.envkit.cuda": cell.cuda or "",
+        "io.envkit.cuda-full": cell.cuda_full or "",
+        "io.envkit.cudnn": cell.cudnn or "",
+        "io.envkit.nccl": cell.nccl or "",
+        "io.envkit.python": cell.python,
+        "io.envkit.python-source": cell.python_source,
+        "io.envkit.os": cell.os,
+        "io.envkit.flavor": cell.flavor,
+        "io.envkit.driver-floor": cell.driver_floor or "",
+        "io.envkit.arch-list": ";".join(cell.arch_list),
+        **extra,
+    }
+    for key, value in labels.items():
+        safety.label_key(key)
+        safety.label_value(value, cell.where)
+    return labels
+
+
+# --- internals ---------------------------------------------------------------------------------------
+
+
+def _check_cell(cell: Cell) -> None:
+    """Re-check every cell value that reaches the Dockerfile, whoever built the Cell."""
+    where = cell.where
+    safety.path_part(cell.id, where)
+    safety.image_ref(cell.base, where)
+    safety.repository(cell.repository, where)
+    safety.tag(cell.tag, where)
+    for value in (cell.torch, cell.python, cell.python_full, cell.cuda, cell.cuda_full, cell.cudnn):
+        if value is not None:
+            safety.version(value, where)
+    for value in (cell.variant, cell.os, cell.flavor, cell.python_source, cell.torch_source):
+        safety.name(value, where)
+    for package in cell.packages:
+        safety.requirement(package, where)
+    if cell.torch_index is not None:
+        safety.url(cell.torch_index, where)
+
+
+def _template() -> jinja2.Template:
+    return _environment().get_template("Dockerfile.j2")
+
+
+def _environment() -> jinja2.Environment:
+    root = resources.files("envkit.templates")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_refuse_multiline,
+    )
+    env.filters["dockerfile_quote"] = safety.dockerfile_quote
+    return env
+
+
+def _refuse_multiline(value: Any) -> Any:
+    # Defence in depth: values are validated before rendering; a line break reaching the template
+    # anyway would let a value start a new Dockerfile instruction.
+    if isinstance(value, str) and ("\n" in value or "\r" in value):
+        raise UnsafeValueError(f"refusing to render a value with a line break: {value[:40]!r}")
+    return value
+
+
+def _template_variables(cell: Cell, matrix_file: str, options: RenderOptions,
+                        files: Mapping[str, Path]) -> dict[str, Any]:
+    wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
+    build = python_builds().get(cell.python)
+    archive = None
+    if cell.python_source == "standalone" and build is not None:
+        archive = f"cpython-{build.full_version}+{build.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    return {
+        "cell": cell,
+        "matrix_file": Path(matrix_file).name,
+        "python_tuple": ", ".join(cell.python.split(".")),
+        "python_build": build,
+        "python_url": f"{download_sources()['python_build_standalone']}/{build.release}" if build else "",
+        "python_archive": archive,
+        "wheelhouse_files": wheelhouse_files,
+        "ca_bundle": CA_BUNDLE_NAME in files or (options.ca_bundle is not None and options.buildkit),
+        "buildkit": options.buildkit,
+        "mounts": _mounts(options),
+        "pip_env": _pip_env(options),
+        "torch_args": _torch_args(cell, wheelhouse_files),
+        "packages": " ".join(cell.packages),
+    }
+
+
+def _mounts(options: RenderOptions) -> list[str]:
+    mounts = []
+    if options.buildkit and options.cache_mounts:
+        mounts.append("type=cache,target=/root/.cache/pip")
+    if options.buildkit and options.ca_bundle is not None:
+        mounts.append(f"type=secret,id={CA_SECRET_ID},target=/run/secrets/{CA_SECRET_ID}")
+    for secret in options.secrets:
+        mounts.append(f"type=secret,id={safety.path_part(secret)},target=/run/secrets/{secret}")
+    return mounts
+
+
+def _pip_env(options: RenderOptions) -> str:
+    if options.ca_bundle is None:
+        return ""
+    path = f"/run/secrets/{CA_SECRET_ID}" if options.buildkit else f"/tmp/envkit/{CA_BUNDLE_NAME}"
+    return f"PIP_CERT={path} "
+
+
+def _secret_ids(options: RenderOptions) -> tuple[str, ...]:
+    ids = list(options.secrets)
+    if options.buildkit and options.ca_bundle is not None:
+        ids.append(CA_SECRET_ID)
+    return tuple(sorted(ids))
+
+
+def _torch_args(cell: Cell, wheelhouse_files: list[str]) -> str:
+    if cell.torch_source == "wheelhouse":
+        wheel = _torch_wheel(cell, wheelhouse_files)
+        return f"/tmp/envkit/{wheel} --find-links /tmp/envkit/{WHEELHOUSE_DIR}"
+    if cell.torch_source == "pypi":
+        return f"torch=={cell.torch}"
+    assert cell.torch_index is not None
+    return f"torch=={cell.torch} --index-url {safety.url(cell.torch_index)}"
+
+
+def _torch_wheel(cell: Cell, wheelhouse_files: list[str]) -> str:
+    python_tag = "cp" + cell.python.replace(".", "")
+    for rel in wheelhouse_files:
+        match = _WHEEL.fullmatch(rel.split("/", 1)[1])
+        if not match or match["name"] != "torch" or python_tag not in match["py"].split("."):
+            continue
+        version, _, local = match["version"].partition("+")
+        # A wheel without a local label is PyPI's build of the release's default variant.
+        if version == cell.torch and (local == cell.variant or (not local and cell.variant != "cpu")):
+            return rel
+    raise ConfigError(f"cell {cell.id}: the wheelhouse has no torch {cell.torch} wheel for {cell.variant} "
+                      f"and {python_tag}", where=cell.where,
+                      hint="add the wheel to the folder given with --wheelhouse (pip download torch==...)")
+
+
+def _context_files(cell: Cell, options: RenderOptions) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    if cell.torch_source == "wheelhouse":
+        if options.wheelhouse is None:
+            raise ConfigError(f"cell {cell.id} installs torch from a wheelhouse", where=cell.where,
+                              hint="pass --wheelhouse DIR (a folder of .whl files)")
+        files.update(_wheelhouse_files(cell, options.wheelhouse))
+    if options.ca_bundle is not None and not options.buildkit:
+        files[CA_BUNDLE_NAME] = _readable(options.ca_bundle, "--ca-bundle")
+    return files
+
+
+def _wheelhouse_files(cell: Cell, folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ConfigError(f"wheelhouse {folder} is not a folder", hint="pass --wheelhouse DIR")
+    files = {}
+    for path in sorted(folder.iterdir()):
+        match = _WHEEL.fullmatch(path.name)
+        if not match or not path.is_file():
+            continue
+        # Only this cell's torch wheel goes into its context: other torch wheels are large and unused.
+        if match["name"] == "torch" and match["version"].split("+")[0] != cell.torch:
+            continue
+        files[f"{WHEELHOUSE_DIR}/{safety.path_part(path.name)}"] = path
+    return files
+
+
+def _readable(path: Path, flag: str) -> Path:
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(f"{flag} {path}: not a readable file")
+    return path
+
+
+def _content_hash(body: str, files: Mapping[str, Path], hasher: FileHasher) -> str:
+    hashed = {rel: hasher(path) for rel, path in sorted(files.items()) if rel != CA_BUNDLE_NAME}
+    canonical = json.dumps({"dockerfile": body, "files": hashed}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

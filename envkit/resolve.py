@@ -1,0 +1,320 @@
+"""Resolution: each cell request becomes a fully resolved Cell, or a Dropped record with its reason.
+
+Every fact used here comes from the knowledge base (envkit.compat); the reasons quote the fact so a
+user can see why a combination was refused without reading envkit's data files.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+from envkit import compat, safety
+from envkit.compat import KnowledgeBase, TorchRelease, Variant
+from envkit.errors import ConfigError, Where
+from envkit.matrix import CellRequest, Matrix, expand
+
+TWO_CUDNN_ISSUE = "pytorch/pytorch#119989"
+CPU_BASES = {"debian": "debian:{codename}-slim", "ubuntu": "ubuntu:{version}"}
+DEBIAN_CODENAMES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
+
+
+class Drop(Exception):  # noqa: N818 - control flow inside this module, never escapes it
+    """Raised while resolving a request that the knowledge base proves impossible."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PythonBuild:
+    python: str
+    full_version: str
+    release: str
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One fully resolved image: every version, the base, the install strategy and the tag."""
+
+    id: str
+    torch: str
+    variant: str
+    cuda: str | None
+    cuda_full: str | None
+    cudnn: str | None
+    nccl: str | None
+    python: str
+    python_full: str | None
+    python_source: str
+    os: str
+    flavor: str
+    base: str
+    torch_source: str
+    torch_index: str | None
+    driver_floor: str | None
+    compat_floor: str | None
+    arch_list: tuple[str, ...]
+    packages: tuple[str, ...]
+    repository: str
+    tag: str
+    origin: str
+    where: Where
+
+    @property
+    def image(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def torch_mm(self) -> str:
+        return ".".join(self.torch.split(".")[:2])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropped:
+    """A request that was not kept, with the reason that names the fact."""
+
+    request: CellRequest
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """The resolved matrix: cells to build and requests dropped (with reasons)."""
+
+    matrix: Matrix
+    cells: tuple[Cell, ...]
+    dropped: tuple[Dropped, ...]
+
+    def cell(self, cell_id: str) -> Cell:
+        for cell in self.cells:
+            if cell.id == cell_id:
+                return cell
+        known = ", ".join(c.id for c in self.cells[:8])
+        raise ConfigError(f"no cell `{cell_id}` in {self.matrix.file}", hint=f"cells: {known}")
+
+
+def plan(matrix: Matrix, kb: KnowledgeBase | None = None) -> Plan:
+    """Expand and resolve a matrix; raises ConfigError for impossible explicit cells or under strict."""
+    kb = kb or compat.load_kb()
+    cells: dict[str, Cell] = {}
+    dropped: list[Dropped] = []
+    for request in expand(matrix):
+        try:
+            cell = resolve_cell(matrix, request, kb)
+        except Drop as drop:
+            if request.explicit or matrix.strict:
+                why = "explicitly included" if request.explicit else "`strict: true` is set"
+                raise ConfigError(f"impossible cell ({request.describe()}): {drop}", where=request.where,
+                                  hint=f"the cell is {why}; fix or remove it") from None
+            dropped.append(Dropped(request=request, reason=str(drop)))
+            continue
+        if cell.id in cells:
+            dropped.append(Dropped(request=request, reason=f"duplicate of cell {cell.id}"))
+            continue
+        cells[cell.id] = cell
+    _check_unique_tags(tuple(cells.values()))
+    return Plan(matrix=matrix, cells=tuple(cells.values()), dropped=tuple(dropped))
+
+
+def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cell:
+    """Resolve one request; raises Drop with the reason when the knowledge base rules it out."""
+    values = request.values
+    release, suffix = _release(values, kb)
+    variant = _variant(release, values, suffix)
+    flavor = _flavor(values, variant)
+    os_name = values.get("os") or ("debian12" if variant.cuda is None else "ubuntu22.04")
+    python = _python(release, values, os_name, kb)
+    python_source, python_full = _python_source(request.settings.python_source, python, os_name, kb)
+    cudnn = _cudnn(values.get("cudnn"), release, variant, request.where)
+    image_line = _cuda_image(variant, os_name, kb, request.settings.base)
+    _torch_source_fits(request.settings.torch_source, release, variant)
+    cell_id = f"{release.version}-{variant.name}-py{python}-{os_name}-{flavor}"
+    fields = {
+        "torch": release.version, "torch_mm": ".".join(release.version.split(".")[:2]),
+        "variant": variant.name, "cuda": variant.cuda or "none", "cuda_full": image_line or "none",
+        "cudnn": cudnn or "none", "cudnn_major": (cudnn or "none").split(".")[0],
+        "python": python, "os": os_name, "flavor": flavor,
+    }
+    return Cell(
+        id=safety.path_part(cell_id, request.where),
+        torch=release.version, variant=variant.name, cuda=variant.cuda, cuda_full=image_line,
+        cudnn=cudnn, nccl=variant.nccl, python=python, python_full=python_full,
+        python_source=python_source, os=os_name, flavor=flavor,
+        base=_base(request.settings.base, variant, image_line, os_name, python, flavor, request.where),
+        torch_source=request.settings.torch_source,
+        torch_index=_torch_index(matrix, request.settings.torch_source, variant),
+        driver_floor=kb.driver_floor(variant.cuda) if variant.cuda else None,
+        compat_floor=kb.compat_floor(variant.cuda) if variant.cuda else None,
+        arch_list=variant.arch_list, packages=request.settings.packages,
+        repository=matrix.image.full_repository,
+        tag=safety.tag(matrix.image.tag.format(**fields), matrix.where),
+        origin=request.origin, where=request.where,
+    )
+
+
+def _release(values: Mapping[str, str], kb: KnowledgeBase) -> tuple[TorchRelease, str | None]:
+    spec = values.get("torch")
+    if spec is None:
+        raise Drop("no torch version (add a `torch` axis or a `defaults.torch`)")
+    version, suffix = compat.split_local(spec)
+    release = kb.torch(version)
+    if release is None:
+        known = kb.releases
+        raise Drop(f"torch {spec} is not a known release (known: {known[0].version} … {known[-1].version}); "
+                   "run scripts/update_compat.py if it is new")
+    return release, suffix
+
+
+def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | None) -> Variant:
+    cuda = values.get("cuda")
+    if cuda is None and suffix is None:
+        name = "cpu" if values.get("flavor") == "cpu" else release.default_variant
+    elif cuda is None:
+        name = suffix or release.default_variant
+    else:
+        name = "cpu" if cuda == "none" else compat.variant_for_cuda(cuda)
+        if suffix is not None and suffix != name:
+            raise Drop(f"torch {release.version}+{suffix} contradicts cuda {cuda} ({name})")
+    variant = release.variant(name)
+    if variant is None:
+        names = ", ".join(v.name for v in release.variants)
+        raise Drop(f"torch {release.version} has no {name} wheels; its variants are {names}")
+    return variant
+
+
+def _flavor(values: Mapping[str, str], variant: Variant) -> str:
+    flavor = values.get("flavor") or ("cpu" if variant.cuda is None else "runtime")
+    if flavor not in ("runtime", "devel", "cpu"):
+        raise Drop(f"flavor {flavor} is not one of runtime, devel, cpu")
+    if flavor == "cpu" and variant.cuda is not None:
+        raise Drop(f"flavor cpu takes cuda: none, not cuda {variant.cuda}")
+    if flavor == "runtime" and variant.cuda is None:
+        raise Drop("flavor runtime needs a CUDA variant; a CPU-only cell uses flavor cpu (or devel)")
+    return flavor
+
+
+def _python(release: TorchRelease, values: Mapping[str, str], os_name: str, kb: KnowledgeBase) -> str:
+    python = values.get("python") or kb.os_python(os_name)
+    if python is None:
+        raise Drop(f"no python given and {os_name} is not a known OS")
+    if python not in release.pythons:
+        span = f"{release.pythons[0]}–{release.pythons[-1]}"
+        raise Drop(f"torch {release.version} supports Python {span}, not {python}")
+    return python
+
+
+def _python_source(requested: str, python: str, os_name: str, kb: KnowledgeBase) -> tuple[str, str | None]:
+    distro_python = kb.os_python(os_name)
+    if requested in ("auto", "distro") and distro_python == python:
+        return "distro", None
+    if requested == "distro":
+        shipped = f"ships Python {distro_python}" if distro_python else "is not a known OS"
+        raise Drop(f"{os_name} {shipped}, not {python}; use python_source: standalone for a pinned Python")
+    build = python_builds().get(python)
+    if build is None:
+        raise Drop(f"no pinned standalone Python build for {python} (known: {', '.join(python_builds())})")
+    return "standalone", build.full_version
+
+
+def _cudnn(requested: str | None, release: TorchRelease, variant: Variant, where: Where) -> str | None:
+    if requested is None:
+        return variant.cudnn
+    if variant.cudnn is None:
+        raise Drop(f"cudnn {requested} was asked for a CPU-only cell")
+    if variant.cudnn == requested or variant.cudnn.startswith(requested + "."):
+        return variant.cudnn
+    raise ConfigError(
+        f"cudnn {requested} was requested, but torch {release.version}+{variant.name} pins cuDNN "
+        f"{variant.cudnn} in its wheel's requirements",
+        where=where,
+        hint="a second cuDNN in the image (from the base image or apt) would be loaded beside the "
+        "wheel's, and which one a process gets depends on library search order "
+        f"({TWO_CUDNN_ISSUE}); drop `cudnn` or set it to {variant.cudnn}",
+    )
+
+
+def _cuda_image(variant: Variant, os_name: str, kb: KnowledgeBase, base_override: str | None) -> str | None:
+    if variant.cuda is None:
+        return None
+    line = kb.cuda_image(variant.cuda)
+    if line is None:
+        raise Drop(f"no nvidia/cuda image line is known for CUDA {variant.cuda}")
+    if base_override is None:
+        if not os_name.startswith("ubuntu"):
+            raise Drop(f"nvidia/cuda images are Ubuntu-based; {os_name} needs a `base` override")
+        ubuntu = os_name.removeprefix("ubuntu")
+        if ubuntu not in line.ubuntu:
+            raise Drop(f"nvidia/cuda {line.cuda} images exist for Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}")
+    return line.cuda
+
+
+def _torch_source_fits(source: str, release: TorchRelease, variant: Variant) -> None:
+    if source == "pypi" and variant.name != release.default_variant:
+        raise Drop(f"PyPI's torch {release.version} wheel for Linux is the {release.default_variant} build, "
+                   f"not {variant.name}; use torch_source: index")
+
+
+def _torch_index(matrix: Matrix, source: str, variant: Variant) -> str | None:
+    if source != "index":
+        return None
+    root = matrix.torch_index or download_sources()["torch_index"]
+    return f"{root}/{variant.name}"
+
+
+def _base(template: str | None, variant: Variant, cuda_full: str | None, os_name: str, python: str,
+          flavor: str, where: Where) -> str:
+    fields = {"cuda_full": cuda_full or "", "cuda": variant.cuda or "", "os": os_name, "python": python,
+              "flavor": flavor, "ubuntu": os_name.removeprefix("ubuntu")}
+    if template is not None:
+        return safety.image_ref(template.format(**fields), where)
+    if cuda_full is not None:
+        # Wheels bring their own CUDA libraries and cuDNN: the `base` image (driver glue, env vars) or
+        # `devel` (nvcc for extensions) without a system cuDNN avoids two cuDNNs in one process.
+        kind = "devel" if flavor == "devel" else "base"
+        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name.replace('ubuntu', 'ubuntu')}"
+    family, _, version = _split_os(os_name)
+    if family == "debian":
+        return CPU_BASES["debian"].format(codename=DEBIAN_CODENAMES.get(version, version))
+    return CPU_BASES["ubuntu"].format(version=version)
+
+
+def _split_os(os_name: str) -> tuple[str, str, str]:
+    for family in ("ubuntu", "debian"):
+        if os_name.startswith(family):
+            return family, "", os_name.removeprefix(family)
+    raise Drop(f"unknown OS {os_name}; use ubuntuXX.YY or debianN")
+
+
+def _check_unique_tags(cells: tuple[Cell, ...]) -> None:
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        if cell.tag in seen:
+            raise ConfigError(
+                f"cells {seen[cell.tag].id} and {cell.id} both get the tag `{cell.tag}`",
+                where=cell.where, hint="make `image.tag` include the fields that differ, e.g. {flavor}",
+            )
+        seen[cell.tag] = cell
+
+
+@functools.cache
+def python_builds() -> dict[str, PythonBuild]:
+    """Pinned standalone Python builds by minor version (envkit/data/python_builds.csv)."""
+    rows = _read_csv("python_builds.csv", ("python", "full_version", "release", "source"))
+    return {row["python"]: PythonBuild(**row) for row in rows}
+
+
+@functools.cache
+def download_sources() -> dict[str, str]:
+    """Upstream download roots by name (envkit/data/download_sources.csv)."""
+    return {row["name"]: row["url"] for row in _read_csv("download_sources.csv", ("name", "url", "source"))}
+
+
+def _read_csv(name: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    text = resources.files("envkit.data").joinpath(name).read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    for number, row in enumerate(rows, start=2):
+        if tuple(row) != columns or not all(row.values()):
+            raise ConfigError(f"envkit/data/{name}:{number}: expected non-empty columns {', '.join(columns)}")
+    return rows
