@@ -1,0 +1,356 @@
+"""Release policy: which checks must pass, metric thresholds per GPU model, regression tolerance.
+
+Parsed once from YAML (docs/policy.md) into frozen dataclasses; every mistake is a ConfigError with
+file:line:key and, for unknown keys, a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envkit.errors import ConfigError, Where
+from envkit.report import CHECK_ID, METRIC_NAME, PROFILES, STATUSES
+from envkit.yamlsrc import SourceDoc, load_file
+
+POLICY_VERSION = 1
+DEFAULT_TOLERANCE = 0.05
+_TOP_KEYS = ("version", "strict", "require", "allow_skip", "ignore", "thresholds", "baseline")
+_THRESHOLD_KEYS = ("check", "metric", "min", "max", "gpu", "profile")
+_BASELINE_KEYS = ("path", "tolerance")
+_PATTERN = re.compile(r"^[A-Za-z0-9 _.*?\[\]!:/()+-]{1,128}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Requirement:
+    """A check that must be present in every report with one of the `allowed` statuses."""
+
+    check: str
+    allowed: tuple[str, ...]
+    where: Where = field(compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Threshold:
+    """A metric bound for a check, optionally only for some GPU models or one profile."""
+
+    check: str
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    gpu: str | None = None
+    profile: str | None = None
+    where: Where = field(compare=False)
+
+    def matches(self, *, gpu_name: str, profile: str) -> bool:
+        """Whether this rule applies to a record measured on `gpu_name` under `profile`."""
+        if self.profile is not None and self.profile != profile:
+            return False
+        return self.gpu is None or gpu_matches(self.gpu, gpu_name)
+
+    def specificity(self) -> tuple[int, int, int]:
+        """Higher is more specific: a GPU pattern beats none, longer literal text wins; then profile."""
+        literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", self.gpu)) if self.gpu is not None else -1
+        return (self.gpu is not None, literal, self.profile is not None)
+
+    def describe(self) -> str:
+        """`decode_tokens_per_s >= 800` / `itl_p99_ms <= 12` / `0.6 <= x <= 1`."""
+        if self.min is not None and self.max is not None:
+            return f"{_num(self.min)} <= {self.metric} <= {_num(self.max)}"
+        if self.min is not None:
+            return f"{self.metric} >= {_num(self.min)}"
+        return f"{self.metric} <= {_num(self.max)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tolerance:
+    """Relative regression allowed against the baseline, per metric, with a default."""
+
+    default: float = DEFAULT_TOLERANCE
+    per_metric: dict[str, float] = field(default_factory=dict)
+
+    def of(self, metric: str) -> float:
+        """The tolerance that applies to `metric`."""
+        return self.per_metric.get(metric, self.default)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineRule:
+    """Where baseline reports live (a file or a folder) and how much regression is tolerated."""
+
+    path: Path
+    tolerance: Tolerance
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """A parsed release policy."""
+
+    version: int = POLICY_VERSION
+    strict: bool = False
+    require: tuple[Requirement, ...] = ()
+    allow_skip: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    baseline: BaselineRule | None = None
+    source: str = "<default>"
+
+    def skip_allowed(self, check_id: str) -> bool:
+        """Whether a SKIP of `check_id` is acceptable under `allow_skip`."""
+        return any(fnmatch.fnmatchcase(check_id, pattern) for pattern in self.allow_skip)
+
+    def ignored(self, check_id: str) -> bool:
+        """Whether `check_id`'s outcome is shown but does not count."""
+        return any(fnmatch.fnmatchcase(check_id, pattern) for pattern in self.ignore)
+
+    def threshold_for(self, check: str, metric: str, *, gpu_name: str, profile: str) -> Threshold | None:
+        """The most specific matching threshold rule (the first in the file on a tie), or None."""
+        candidates = [
+            rule
+            for rule in self.thresholds
+            if rule.check == check
+            and rule.metric == metric
+            and rule.matches(gpu_name=gpu_name, profile=profile)
+        ]
+        best: Threshold | None = None
+        for rule in candidates:
+            if best is None or rule.specificity() > best.specificity():
+                best = rule
+        return best
+
+    def threshold_keys(self) -> list[tuple[str, str]]:
+        """Distinct (check, metric) pairs that have rules, in file order."""
+        return list(dict.fromkeys((rule.check, rule.metric) for rule in self.thresholds))
+
+
+def gpu_matches(pattern: str, gpu_name: str) -> bool:
+    """Case-insensitive fnmatch on the GPU name, also tried without a leading "NVIDIA " ("H100*" works)."""
+    pattern, name = pattern.lower(), gpu_name.lower()
+    names = [name, name.removeprefix("nvidia ")]
+    return any(fnmatch.fnmatchcase(candidate, pattern) for candidate in names)
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and check a policy file; any mistake is a ConfigError naming file, line and key."""
+    return parse_policy(load_file(path))
+
+
+def parse_policy(doc: SourceDoc) -> Policy:
+    """Build a Policy from a loaded YAML document."""
+    parser = _PolicyParser(doc)
+    return parser.policy()
+
+
+class _PolicyParser:
+    def __init__(self, doc: SourceDoc) -> None:
+        self.doc = doc
+
+    def fail(self, path: tuple[Any, ...], message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, where=self.doc.where(*path), hint=hint)
+
+    def mapping(self, value: Any, path: tuple[Any, ...], keys: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in keys:
+                close = difflib.get_close_matches(str(key), keys, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(keys)}"
+                raise self.fail((*path, key), f"unknown key {str(key)!r}", hint)
+        return value
+
+    def policy(self) -> Policy:
+        data = self.doc.data
+        if data is None:
+            raise self.fail((), "policy file is empty", f"start it with 'version: {POLICY_VERSION}'")
+        data = self.mapping(data, (), _TOP_KEYS)
+        self.version(data)
+        strict = self.boolean(data.get("strict", False), ("strict",))
+        return Policy(
+            version=POLICY_VERSION,
+            strict=strict,
+            require=self.require(data.get("require"), strict),
+            allow_skip=self.patterns(data.get("allow_skip"), ("allow_skip",)),
+            ignore=self.patterns(data.get("ignore"), ("ignore",)),
+            thresholds=self.thresholds(data.get("thresholds")),
+            baseline=self.baseline(data.get("baseline")),
+            source=self.doc.file,
+        )
+
+    def version(self, data: dict[str, Any]) -> None:
+        if "version" not in data:
+            raise self.fail((), "missing 'version'", f"add 'version: {POLICY_VERSION}' at the top")
+        if data["version"] != POLICY_VERSION or isinstance(data["version"], bool):
+            raise self.fail(
+                ("version",),
+                f"policy version {data['version']!r} is not supported",
+                f"this envkit reads version {POLICY_VERSION}",
+            )
+
+    def boolean(self, value: Any, path: tuple[Any, ...]) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def check_id(self, value: Any, path: tuple[Any, ...]) -> str:
+        if not isinstance(value, str) or not CHECK_ID.match(value):
+            raise self.fail(path, f"{value!r} is not a check id", "check ids look like gpu.visibility")
+        return value
+
+    def statuses(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        items = value if isinstance(value, list) else [value]
+        result = []
+        for i, item in enumerate(items):
+            where = (*path, i) if isinstance(value, list) else path
+            if item not in STATUSES:
+                hint = f"did you mean {str(item).upper()!r}?" if str(item).upper() in STATUSES else None
+                raise self.fail(where, f"{item!r} is not a status; use {', '.join(STATUSES)}", hint)
+            result.append(item)
+        if not result:
+            raise self.fail(path, "the list of allowed statuses is empty")
+        return tuple(dict.fromkeys(result))
+
+    def require(self, value: Any, strict: bool) -> tuple[Requirement, ...]:
+        default = ("PASS",) if strict else ("PASS", "WARN")
+        if value is None:
+            return ()
+        if isinstance(value, list):
+            value = {self.check_id(item, ("require", i)): None for i, item in enumerate(value)}
+        elif not isinstance(value, dict):
+            raise self.fail(("require",), f"expected a mapping of check id to statuses, got {_kind(value)}")
+        result = []
+        for check, allowed in value.items():
+            path = ("require", check)
+            self.check_id(check, path)
+            statuses = default if allowed is None else self.statuses(allowed, path)
+            result.append(Requirement(check=check, allowed=statuses, where=self.doc.where(*path)))
+        return tuple(result)
+
+    def patterns(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of glob patterns, got {_kind(value)}")
+        return tuple(self.glob(item, (*path, i)) for i, item in enumerate(value))
+
+    def glob(self, value: Any, path: tuple[Any, ...]) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(path, f"expected a glob pattern (a string), got {_kind(value)}")
+        if not _PATTERN.match(value) or value.count("[") != value.count("]"):
+            raise self.fail(
+                path,
+                f"{value!r} is not a usable glob pattern",
+                "use letters, digits, spaces, . _ - and the wildcards * ? [...]",
+            )
+        return value
+
+    def number(self, value: Any, path: tuple[Any, ...]) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.fail(path, f"expected a finite number, got {value!r}")
+        return value
+
+    def thresholds(self, value: Any) -> tuple[Threshold, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(("thresholds",), f"expected a list of rules, got {_kind(value)}")
+        rules = tuple(self.threshold(item, ("thresholds", i)) for i, item in enumerate(value))
+        seen: dict[tuple[Any, ...], int] = {}
+        for i, rule in enumerate(rules):
+            key = (rule.check, rule.metric, rule.gpu, rule.profile)
+            if key in seen:
+                raise self.fail(
+                    ("thresholds", i),
+                    f"same check, metric, gpu and profile as thresholds[{seen[key]}]",
+                    "merge the two rules into one",
+                )
+            seen[key] = i
+        return rules
+
+    def threshold(self, value: Any, path: tuple[Any, ...]) -> Threshold:
+        data = self.mapping(value, path, _THRESHOLD_KEYS)
+        for key in ("check", "metric"):
+            if key not in data:
+                raise self.fail(path, f"a threshold rule needs '{key}'")
+        metric = data["metric"]
+        if not isinstance(metric, str) or not METRIC_NAME.match(metric):
+            raise self.fail((*path, "metric"), f"{metric!r} is not a metric name")
+        low = None if data.get("min") is None else self.number(data["min"], (*path, "min"))
+        high = None if data.get("max") is None else self.number(data["max"], (*path, "max"))
+        if low is None and high is None:
+            raise self.fail(path, "a threshold rule needs 'min', 'max' or both")
+        if low is not None and high is not None and low > high:
+            raise self.fail((*path, "min"), f"min {low} is above max {high}")
+        profile = data.get("profile")
+        if profile is not None and profile not in PROFILES:
+            raise self.fail((*path, "profile"), f"{profile!r} is not a profile; use {' or '.join(PROFILES)}")
+        gpu = None if data.get("gpu") is None else self.glob(data["gpu"], (*path, "gpu"))
+        return Threshold(
+            check=self.check_id(data["check"], (*path, "check")),
+            metric=metric,
+            min=low,
+            max=high,
+            gpu=gpu,
+            profile=profile,
+            where=self.doc.where(*path),
+        )
+
+    def baseline(self, value: Any) -> BaselineRule | None:
+        if value is None:
+            return None
+        data = self.mapping(value, ("baseline",), _BASELINE_KEYS)
+        raw_path = data.get("path")
+        if not isinstance(raw_path, str) or not raw_path.strip():
+            raise self.fail(
+                ("baseline", "path"), "baseline needs 'path': a report file or a folder of reports"
+            )
+        base = Path(raw_path)
+        if not base.is_absolute():
+            base = Path(self.doc.file).parent / base
+        return BaselineRule(path=base, tolerance=self.tolerance(data.get("tolerance")))
+
+    def tolerance(self, value: Any) -> Tolerance:
+        if value is None:
+            return Tolerance()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return Tolerance(default=self.fraction(value, ("baseline", "tolerance")))
+        if not isinstance(value, dict):
+            raise self.fail(("baseline", "tolerance"), f"expected a number or a mapping, got {_kind(value)}")
+        per_metric: dict[str, float] = {}
+        default = DEFAULT_TOLERANCE
+        for metric, amount in value.items():
+            path = ("baseline", "tolerance", metric)
+            if metric == "default":
+                default = self.fraction(amount, path)
+            elif not isinstance(metric, str) or not METRIC_NAME.match(metric):
+                raise self.fail(path, f"{metric!r} is not a metric name")
+            else:
+                per_metric[metric] = self.fraction(amount, path)
+        return Tolerance(default=default, per_metric=per_metric)
+
+    def fraction(self, value: Any, path: tuple[Any, ...]) -> float:
+        number = self.number(value, path)
+        if not 0 <= number <= 10:
+            raise self.fail(path, f"tolerance {number} is out of range", "write 0.05 for 5 %")
+        return number
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _kind(value: Any) -> str:
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "nothing",
+    }
+    return names.get(type(value), type(value).__name__)
