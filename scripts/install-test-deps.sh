@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System packages the test suite drives for real: Chromium (the HTML report test) and Debian's
+# docker-registry (push/promote tests). Python test tools come from pyproject's [test] extra.
+set -euo pipefail
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
+  exit 3
+fi
+echo "install-test-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

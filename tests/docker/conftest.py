@@ -1,0 +1,94 @@
+"""Fixtures for the docker tier: a real engine, the local base image, and a container-leak check.
+
+No reachable engine skips the tier, unless ENVKIT_REQUIRE_ENGINE=1 (CI), which makes it a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from envkit.engine import MANAGED_FILTER
+from envkit.engine.docker_sdk import DockerSdkEngine
+from envkit.errors import EngineUnavailable
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = HERE.parents[1] / "scripts"
+BASE_IMAGE = os.environ.get("ENVKIT_BASE_IMAGE", "envkit-local/debian:bookworm")
+SCRIPT_TIMEOUT_S = 900
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def engine() -> DockerSdkEngine:
+    """The real engine (DOCKER_HOST or the local socket); skips, or fails under ENVKIT_REQUIRE_ENGINE=1."""
+    engine = DockerSdkEngine()
+    try:
+        engine.info()
+    except EngineUnavailable as error:
+        reason = f"no Docker engine: {error.render()}"
+        if os.environ.get("ENVKIT_REQUIRE_ENGINE") == "1":
+            pytest.fail(f"{reason} (ENVKIT_REQUIRE_ENGINE=1)", pytrace=False)
+        pytest.skip(reason)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: DockerSdkEngine) -> str:
+    """The tag of the local Debian base (made by scripts/make-base-image.sh when missing)."""
+    if engine.image(BASE_IMAGE) is None:
+        run_script("make-base-image.sh", BASE_IMAGE)
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def registry(engine: DockerSdkEngine) -> Iterator[str]:
+    """host:port of a throw-away local registry (scripts/start-registry.sh), stopped after the session."""
+    port = str(_free_port())
+    address = run_script("start-registry.sh", port).strip().splitlines()[-1]
+    try:
+        yield address
+    finally:
+        run_script("start-registry.sh", "stop", port)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_containers() -> Iterator[None]:
+    probe = DockerSdkEngine()
+    try:
+        before = set(probe.containers(MANAGED_FILTER))
+    except EngineUnavailable:
+        yield
+        return
+    yield
+    # Containers that existed before the session belong to someone else; only new ones are leaks.
+    leaked = sorted(set(probe.containers(MANAGED_FILTER)) - before)
+    assert not leaked, f"containers labelled {MANAGED_FILTER} left behind: {[c[:12] for c in leaked]}"
+
+
+def run_script(name: str, *args: str) -> str:
+    """Run scripts/NAME; its stdout, or a test failure showing its stderr."""
+    done = subprocess.run(
+        [str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False
+        )
+    return done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
