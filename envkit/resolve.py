@@ -22,7 +22,7 @@ CPU_BASES = {"debian": "debian:{codename}-slim", "ubuntu": "ubuntu:{version}"}
 DEBIAN_CODENAMES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
 
 
-class Drop(Exception):  # noqa: N818 - control flow inside this module, never escapes it
+class Drop(Exception):
     """Raised while resolving a request that the knowledge base proves impossible."""
 
 
@@ -174,7 +174,7 @@ def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | Non
     elif cuda is None:
         name = suffix or release.default_variant
     else:
-        name = "cpu" if cuda == "none" else compat.variant_for_cuda(cuda)
+        name = "cpu" if cuda == "none" else _variant_name(cuda)
         if suffix is not None and suffix != name:
             raise Drop(f"torch {release.version}+{suffix} contradicts cuda {cuda} ({name})")
     variant = release.variant(name)
@@ -182,6 +182,13 @@ def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | Non
         names = ", ".join(v.name for v in release.variants)
         raise Drop(f"torch {release.version} has no {name} wheels; its variants are {names}")
     return variant
+
+
+def _variant_name(cuda: str) -> str:
+    try:
+        return compat.variant_for_cuda(cuda)
+    except ValueError:
+        raise Drop(f"cuda {cuda} is not a CUDA major.minor version such as 12.4") from None
 
 
 def _flavor(values: Mapping[str, str], variant: Variant) -> str:

@@ -92,3 +92,7 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# The CPU demo images, built once a session and shared by the build and validate tests.
+from support import demo  # noqa: E402,F401

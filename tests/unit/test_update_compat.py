@@ -1,0 +1,272 @@
+"""scripts/update_compat.py, run offline against local copies of the upstream files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from envkit.compat import COLUMNS, DATA_DIR, load_kb
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures" / "compat"
+PYPI = FIXTURES / "pypi"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("update_compat", ROOT / "scripts" / "update_compat.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["update_compat"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+uc = _load_script()
+
+
+def _copy_data(tmp_path: Path) -> Path:
+    target = tmp_path / "base"
+    target.mkdir()
+    for name in COLUMNS:
+        shutil.copyfile(DATA_DIR / name, target / name)
+    return target
+
+
+# --- PyPI through pip -----------------------------------------------------------------------------
+
+
+def test_parse_index_versions() -> None:
+    text = "torch (2.15.0)\nAvailable versions: 2.15.0, 2.14.1, 2.4.0\n  INSTALLED: 2.13.0+cpu\n"
+    assert uc.parse_index_versions(text) == ("2.15.0", "2.14.1", "2.4.0")
+    assert uc.parse_index_versions("ERROR: No matching distribution found for torch") == ()
+
+
+@pytest.mark.parametrize(("version", "cuda", "cudnn", "nccl"), [
+    ("2.4.0", "12.1", "9.1.0.70", "2.20.5"),      # old metadata style: "nvidia-cudnn-cu12 (==9.1.0.70)"
+    ("2.6.0", "12.4", "9.1.0.70", "2.21.5"),
+    ("2.15.0", "13.2", "9.26.0.51", "2.30.7"),    # CUDA 13: one cuda-toolkit[...]==13.2.2 pin
+])
+def test_parse_pip_report(version: str, cuda: str, cudnn: str, nccl: str) -> None:
+    wheel = uc.parse_pip_report(json.loads((PYPI / f"torch-{version}.json").read_text()))
+    assert (wheel.version, wheel.cuda, wheel.cudnn, wheel.nccl) == (version, cuda, cudnn, nccl)
+
+
+def test_cpu_only_report_is_refused() -> None:
+    report = {"install": [{"metadata": {"version": "2.6.0+cpu", "requires_dist": ["filelock", "sympy"]}}]}
+    with pytest.raises(uc.UpdateError, match="no CUDA runtime"):
+        uc.parse_pip_report(report)
+    with pytest.raises(uc.UpdateError, match="install"):
+        uc.parse_pip_report({"install": []})
+
+
+def test_query_saved_pypi() -> None:
+    releases = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
+    assert [r.version for r in releases] == ["2.4.0", "2.6.0", "2.15.0"]  # 2.3.1 is below the floor
+    pythons = {r.version: r.pythons for r in releases}
+    assert pythons["2.4.0"] == ("3.8", "3.9", "3.10", "3.11", "3.12")
+    assert pythons["2.6.0"] == ("3.9", "3.10", "3.11", "3.12", "3.13")
+    assert pythons["2.15.0"] == ("3.11", "3.12", "3.13", "3.14", "3.15")
+
+
+def test_pip_runs_without_this_machines_pip_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIP_CONSTRAINT", "/etc/xdg/pip/constraints.txt")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/somewhere/wheels")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    env = uc._pip_env()
+    assert env["PIP_CONFIG_FILE"] == os.devnull
+    assert env["PIP_CONSTRAINT"] == "" and env["PIP_FIND_LINKS"] == ""
+    assert "PIP_NO_INDEX" not in env
+
+
+# --- generate_binary_build_matrix.py ---------------------------------------------------------------
+
+
+def test_parse_build_matrix_individual_nvidia_packages() -> None:
+    arches = uc.parse_build_matrix((FIXTURES / "generate_binary_build_matrix-2.7.py").read_text())
+    assert [(a.cuda, a.cudnn, a.nccl) for a in arches] == [
+        ("11.8", "9.1.0.70", "2.21.5"), ("12.6", "9.5.1.17", "2.25.1"), ("12.8", "9.8.0.87", "2.25.1"),
+    ]
+
+
+def test_parse_build_matrix_cuda_toolkit_metapackage() -> None:
+    arches = uc.parse_build_matrix((FIXTURES / "generate_binary_build_matrix-2.14.py").read_text())
+    assert [(a.cuda, a.cudnn) for a in arches] == [
+        ("12.6", "9.10.2.21"), ("13.0", "9.24.0.43"), ("13.2", "9.24.0.43"),
+    ]
+
+
+def test_parse_build_matrix_errors() -> None:
+    with pytest.raises(uc.UpdateError, match="not found"):
+        uc.parse_build_matrix('CUDA_ARCHES = ["12.6"]\n')
+    with pytest.raises(uc.UpdateError, match="not a literal"):
+        uc.parse_build_matrix("CUDA_ARCHES = list_without(ALL, ['12.9'])\n")
+    with pytest.raises(uc.UpdateError, match=r"no nvidia-cudnn pin for CUDA 12\.6"):
+        uc.parse_build_matrix('CUDA_ARCHES = ["12.6"]\n'
+                              'PYTORCH_EXTRA_INSTALL_REQUIREMENTS = {"12.6": "x==1"}\n')
+
+
+# --- build_cuda.sh -----------------------------------------------------------------------------------
+
+
+def test_build_cuda_base_list_and_aarch64_branch() -> None:
+    branches = uc.parse_build_cuda((FIXTURES / "build_cuda-2.5.sh").read_text())
+    assert branches["12.4"] == ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0+PTX")  # the x86 else branch
+    assert branches["11.8"] == ("3.7", "5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0")
+    assert uc.arch_for(branches, "11.7") == ("3.7", "5.0", "6.0", "7.0", "7.5", "8.0", "8.6")
+    assert uc.arch_for(branches, "12.6") is None
+
+
+def test_build_cuda_literal_lists_ignore_libtorch_blocks() -> None:
+    branches = uc.parse_build_cuda((FIXTURES / "build_cuda-2.8.sh").read_text())
+    assert branches == {
+        "12.6": ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"),
+        "12.8": ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0"),
+        "12.9": ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX"),
+    }
+
+
+def test_build_cuda_substitutions() -> None:
+    branches = uc.parse_build_cuda((FIXTURES / "build_cuda-2.10.sh").read_text())
+    assert branches["12.6"][:2] == ("5.0", "6.0") and branches["12.6"][-1] == "9.0"
+    assert branches["12.9"][0] == "7.0"  # the libtorch-only removal of 7.0 does not apply to wheels
+    assert branches["13.0"] == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX")  # 11.0 is aarch64-only
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="$(curl x)" ;;\nesac\n', "unsupported shell"),
+    ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST};9.0" ;;\nesac\n',
+     "not defined"),
+    ('case ${CUDA_VERSION} in\n  12.8)\n    if [[ "$X" ]]; then\n      TORCH_CUDA_ARCH_LIST="9.0"\n'
+     '    fi\n    ;;\nesac\n', "unsupported condition"),
+    ('case ${CUDA_VERSION} in\n  12.8)\n    TORCH_CUDA_ARCH_LIST="9.0"\n    # ;;\nesac\n', "not terminated"),
+    ('TORCH_CUDA_ARCH_LIST="9.0"\n', "no 'case"),
+    ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="9.0;sm_100" ;;\nesac\n', "unexpected arch"),
+])
+def test_build_cuda_refuses_what_it_cannot_read(text: str, message: str) -> None:
+    with pytest.raises(uc.UpdateError, match=message):
+        uc.parse_build_cuda(text)
+
+
+# --- CUDA release notes -------------------------------------------------------------------------------
+
+
+def test_parse_release_notes_html() -> None:
+    drivers, compat = uc.parse_release_notes((FIXTURES / "cuda-release-notes.html").read_text())
+    floors = {row["cuda"]: row["driver_min"] for row in drivers}
+    assert floors["12.4"] == "550.54.14"  # the GA row, not "12.4 Update 1"
+    assert floors["12.8"] == "570.26"
+    assert floors["13.0"] == "580.65.06"
+    assert "11.7" not in floors  # below --min-cuda 11.8
+    assert {row["cuda_major"]: row["driver_min"] for row in compat} == {
+        "13": "580", "12": "525.60.13", "11": "450.80.02",
+    }
+    assert all(row["source"].startswith("CUDA Toolkit Release Notes") for row in drivers + compat)
+
+
+def test_parse_release_notes_text_table() -> None:
+    text = "| CUDA 12.8 GA | >=570.26 | >=570.65 |\n| CUDA 12.x | >=525.60.13 | >=528.33 |\n"
+    drivers, compat = uc.parse_release_notes(text)
+    assert [(r["cuda"], r["driver_min"]) for r in drivers] == [("12.8", "570.26")]
+    assert [(r["cuda_major"], r["driver_min"]) for r in compat] == [("12", "525.60.13")]
+    with pytest.raises(uc.UpdateError, match="GA"):
+        uc.parse_release_notes("<table><tr><td>nothing</td></tr></table>")
+
+
+# --- regeneration -------------------------------------------------------------------------------------
+
+
+def test_write_csv_sorts_versions_numerically(tmp_path: Path) -> None:
+    rows = [{"cuda": c, "driver_min": "1", "source": "s"} for c in ("13.0", "12.10", "12.9", "11.8")]
+    uc.write_csv(tmp_path / "cuda_drivers.csv", rows)
+    lines = (tmp_path / "cuda_drivers.csv").read_text().splitlines()
+    assert lines == ["cuda,driver_min,source", "11.8,1,s", "12.9,1,s", "12.10,1,s", "13.0,1,s"]
+
+
+def test_shipped_data_is_what_the_script_writes() -> None:
+    notes = str(FIXTURES / "cuda-release-notes.html")
+    assert uc.main(["--check", "--skip-pypi", "--release-notes", notes]) == 0
+
+
+def test_check_reports_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = _copy_data(tmp_path)
+    text = (base / "cuda_drivers.csv").read_text().replace("570.26,", "570.99,")
+    (base / "cuda_drivers.csv").write_text(text)
+    notes = str(FIXTURES / "cuda-release-notes.html")
+    assert uc.main(["--check", "--skip-pypi", "--base", str(base), "--release-notes", notes]) == 1
+    out = capsys.readouterr().out
+    assert "-12.8,570.99," in out and "+12.8,570.26," in out
+
+
+def test_regenerate_from_saved_pypi_and_local_upstream_files(tmp_path: Path) -> None:
+    base, out = _copy_data(tmp_path), tmp_path / "out"
+    inputs = uc.Inputs(
+        base=base,
+        pypi=uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0"),
+        matrices={"2.15": uc.parse_build_matrix(
+            (FIXTURES / "generate_binary_build_matrix-2.14.py").read_text())},
+        build_cuda={"2.15": uc.parse_build_cuda((FIXTURES / "build_cuda-2.10.sh").read_text())},
+        release_notes=None,
+    )
+    uc.regenerate(inputs, out)
+    kb = load_kb(out)
+    assert kb.known_torch() == ("2.4.0", "2.6.0", "2.15.0")  # PyPI's list decides which releases exist
+    newest = kb.torch("2.15.0")
+    assert newest is not None and newest.pythons == ("3.11", "3.12", "3.13", "3.14", "3.15")
+    assert [v.name for v in newest.cuda_variants()] == ["cu126", "cu130", "cu132"]
+    cu132, cu130 = newest.variant("cu132"), newest.variant("cu130")
+    assert cu132 is not None and cu130 is not None
+    # PyPI's metadata wins over the matrix file for the default variant ...
+    assert (cu132.cudnn, cu132.nccl) == ("9.26.0.51", "2.30.7")
+    assert cu132.source.startswith("PyPI torch==2.15.0 wheel metadata")
+    # ... whose arch list, absent from the build_cuda.sh copy, is carried over with its source.
+    assert cu132.arch_list[-1] == "12.0+PTX" and "inferred from 2.13" in cu132.source
+    assert cu130.cudnn == "9.24.0.43" and "generate_binary_build_matrix.py, release 2.15" in cu130.source
+    assert cu130.arch_list == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX")
+    assert "build_cuda.sh, release 2.15" in cu130.source
+    old = kb.torch("2.6.0")
+    assert old is not None and old.variant("cu118") is not None  # curated rows are carried over
+    assert old.variant("cu126").cudnn == "9.5.1.17"  # type: ignore[union-attr]
+
+
+def test_regeneration_is_idempotent(tmp_path: Path) -> None:
+    base, first, second = _copy_data(tmp_path), tmp_path / "one", tmp_path / "two"
+    pypi = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
+    uc.regenerate(uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None), first)
+    uc.regenerate(uc.Inputs(base=first, pypi=pypi, matrices={}, build_cuda={}, release_notes=None), second)
+    assert uc.diff_dirs(second, first) == []
+    # The saved reports reproduce the shipped default-variant rows exactly.
+    shipped = (base / "torch_variants.csv").read_text().splitlines()
+    for line in (first / "torch_variants.csv").read_text().splitlines():
+        assert line in shipped
+
+
+def test_missing_arch_list_is_an_error(tmp_path: Path) -> None:
+    base = _copy_data(tmp_path)
+    variants = base / "torch_variants.csv"
+    variants.write_text("\n".join(line for line in variants.read_text().splitlines()
+                                  if not line.startswith("2.15.0,cu132")) + "\n")
+    pypi = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
+    inputs = uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None)
+    with pytest.raises(uc.UpdateError, match=r"--build-cuda 2\.15=PATH"):
+        uc.regenerate(inputs, tmp_path / "out")
+
+
+def test_main_writes_out_dir_offline(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = ["--base", str(_copy_data(tmp_path)), "--out", str(out), "--pip-index", str(PYPI),
+            "--pip-reports", str(PYPI), "--build-cuda", "2.8=" + str(FIXTURES / "build_cuda-2.8.sh")]
+    assert uc.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(COLUMNS)
+    assert load_kb(out).known_torch() == ("2.4.0", "2.6.0", "2.15.0")
+
+
+def test_main_bad_pair_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert uc.main(["--skip-pypi", "--check", "--matrix", "two=file.py"]) == 2
+    assert "MINOR=PATH" in capsys.readouterr().err
