@@ -28,8 +28,20 @@ DEFAULT_TAG = "{torch}-{variant}-py{python}-{os}-{flavor}"
 MAX_RAW_CELLS = 100_000
 
 TOP_KEYS = (
-    "version", "name", "image", "strict", "defaults", "axes", "include", "exclude",
-    "python_source", "torch_source", "packages", "base", "labels", "torch_index",
+    "version",
+    "name",
+    "image",
+    "strict",
+    "defaults",
+    "axes",
+    "include",
+    "exclude",
+    "python_source",
+    "torch_source",
+    "packages",
+    "base",
+    "labels",
+    "torch_index",
 )
 IMAGE_KEYS = ("repository", "registry", "tag")
 
@@ -108,12 +120,17 @@ def parse_matrix(doc: SourceDoc) -> Matrix:
     """Parse an already-loaded document into a Matrix."""
     data = doc.data
     if not isinstance(data, dict):
-        raise ConfigError("a matrix file must be a mapping with at least `image` and `axes`", where=doc.where())
+        raise ConfigError(
+            "a matrix file must be a mapping with at least `image` and `axes`", where=doc.where()
+        )
     _reject_unknown(doc, data, TOP_KEYS, ())
     version = data.get("version", 1)
     if version != 1:
-        raise ConfigError(f"unsupported matrix version {version!r}", where=doc.where("version"),
-                          hint="this envkit reads `version: 1`")
+        raise ConfigError(
+            f"unsupported matrix version {version!r}",
+            where=doc.where("version"),
+            hint="this envkit reads `version: 1`",
+        )
     axes, axis_where = _parse_axes(doc)
     matrix = Matrix(
         file=doc.file,
@@ -131,8 +148,11 @@ def parse_matrix(doc: SourceDoc) -> Matrix:
         where=doc.where(),
     )
     if not matrix.axes and not matrix.include:
-        raise ConfigError("the matrix has no cells", where=doc.where("axes"),
-                          hint="add `axes:` (e.g. torch: [\"2.6\"]) or `include:` entries")
+        raise ConfigError(
+            "the matrix has no cells",
+            where=doc.where("axes"),
+            hint='add `axes:` (e.g. torch: ["2.6"]) or `include:` entries',
+        )
     return matrix
 
 
@@ -166,12 +186,20 @@ def _product(matrix: Matrix) -> list[_Combo]:
     for axis in names:
         total *= len(matrix.axes[axis])
     if total > MAX_RAW_CELLS:
-        raise ConfigError(f"the axes multiply out to {total} cells; the limit is {MAX_RAW_CELLS}",
-                          where=matrix.axis_where[names[0]], hint="split the matrix or use include entries")
+        raise ConfigError(
+            f"the axes multiply out to {total} cells; the limit is {MAX_RAW_CELLS}",
+            where=matrix.axis_where[names[0]],
+            hint="split the matrix or use include entries",
+        )
     where = matrix.axis_where[names[0]]
     return [
-        _Combo(values=dict(zip(names, values, strict=True)), original=frozenset(names),
-               settings=matrix.settings, origin="axes", where=where)
+        _Combo(
+            values=dict(zip(names, values, strict=True)),
+            original=frozenset(names),
+            settings=matrix.settings,
+            origin="axes",
+            where=where,
+        )
         for values in itertools.product(*(matrix.axes[axis] for axis in names))
     ]
 
@@ -188,15 +216,29 @@ def _apply_include(matrix: Matrix, combos: list[_Combo], entry: Entry, index: in
         if all(combo.values.get(k, v) == v for k, v in entry.values.items() if k in combo.original):
             values = {**combo.values, **entry.values}
             settings = _merge_settings(combo.settings, entry.settings)
-            result.append(_Combo(values=values, original=combo.original, settings=settings,
-                                 origin=combo.origin, where=combo.where))
+            result.append(
+                _Combo(
+                    values=values,
+                    original=combo.original,
+                    settings=settings,
+                    origin=combo.origin,
+                    where=combo.where,
+                )
+            )
             extended = True
         else:
             result.append(combo)
     if not extended:
-        result.append(_Combo(values=dict(entry.values), original=frozenset(entry.values),
-                             settings=_merge_settings(matrix.settings, entry.settings),
-                             origin=f"include[{index}]", where=entry.where, explicit=True))
+        result.append(
+            _Combo(
+                values=dict(entry.values),
+                original=frozenset(entry.values),
+                settings=_merge_settings(matrix.settings, entry.settings),
+                origin=f"include[{index}]",
+                where=entry.where,
+                explicit=True,
+            )
+        )
     return result
 
 
@@ -204,8 +246,10 @@ def _merge_settings(base: CellSettings, overrides: Mapping[str, Any]) -> CellSet
     if not overrides:
         return base
     merged = {
-        "base": base.base, "python_source": base.python_source,
-        "torch_source": base.torch_source, "packages": base.packages,
+        "base": base.base,
+        "python_source": base.python_source,
+        "torch_source": base.torch_source,
+        "packages": base.packages,
     }
     merged.update(overrides)
     if "packages" in overrides:
@@ -215,14 +259,21 @@ def _merge_settings(base: CellSettings, overrides: Mapping[str, Any]) -> CellSet
 
 def _with_defaults(matrix: Matrix, combo: _Combo) -> CellRequest:
     values = {**matrix.defaults, **combo.values}
-    return CellRequest(values=values, settings=combo.settings, origin=combo.origin,
-                       where=combo.where, explicit=combo.explicit)
+    return CellRequest(
+        values=values,
+        settings=combo.settings,
+        origin=combo.origin,
+        where=combo.where,
+        explicit=combo.explicit,
+    )
 
 
 # --- parsing helpers -------------------------------------------------------------------------------
 
 
-def _reject_unknown(doc: SourceDoc, data: Mapping[Any, Any], known: Sequence[str], path: tuple[Any, ...]) -> None:
+def _reject_unknown(
+    doc: SourceDoc, data: Mapping[Any, Any], known: Sequence[str], path: tuple[Any, ...]
+) -> None:
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
@@ -273,20 +324,33 @@ def _mapping(doc: SourceDoc, path: tuple[Any, ...]) -> dict[Any, Any]:
 def _parse_image(doc: SourceDoc) -> ImageNaming:
     data = _mapping(doc, ("image",))
     if not data:
-        raise ConfigError("the matrix needs `image.repository`", where=doc.where("image"),
-                          hint="e.g. image: {repository: acme/pytorch}")
+        raise ConfigError(
+            "the matrix needs `image.repository`",
+            where=doc.where("image"),
+            hint="e.g. image: {repository: acme/pytorch}",
+        )
     _reject_unknown(doc, data, IMAGE_KEYS, ("image",))
     repository = safety.repository(_text(doc, ("image", "repository")), doc.where("image", "repository"))
     registry = data.get("registry")
     if registry is not None:
-        registry = safety.repository(_text(doc, ("image", "registry")), doc.where("image", "registry"))
+        registry = safety.registry(_text(doc, ("image", "registry")), doc.where("image", "registry"))
     template = _text(doc, ("image", "tag"), default=DEFAULT_TAG)
     _check_tag_template(template, doc.where("image", "tag"))
     return ImageNaming(repository=repository, registry=registry, tag=template)
 
 
-TAG_FIELDS = ("torch", "torch_mm", "variant", "cuda", "cuda_full", "cudnn", "cudnn_major",
-              "python", "os", "flavor")
+TAG_FIELDS = (
+    "torch",
+    "torch_mm",
+    "variant",
+    "cuda",
+    "cuda_full",
+    "cudnn",
+    "cudnn_major",
+    "python",
+    "os",
+    "flavor",
+)
 
 
 def _check_tag_template(template: str, where: Where) -> None:
@@ -337,7 +401,9 @@ def _parse_axes(doc: SourceDoc) -> tuple[dict[str, tuple[str, ...]], dict[str, W
     return axes, where
 
 
-def _parse_axis_values(doc: SourceDoc, path: tuple[Any, ...], *, allow_settings: bool) -> tuple[dict[str, str], dict[str, Any]]:
+def _parse_axis_values(
+    doc: SourceDoc, path: tuple[Any, ...], *, allow_settings: bool
+) -> tuple[dict[str, str], dict[str, Any]]:
     data = _mapping(doc, path)
     known = AXES + CELL_SETTINGS if allow_settings else AXES
     _reject_unknown(doc, data, known, path)
@@ -385,7 +451,9 @@ def _settings_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str
     return out
 
 
-def _settings_from(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str, Any], base: CellSettings) -> CellSettings:
+def _settings_from(
+    doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str, Any], base: CellSettings
+) -> CellSettings:
     return _merge_settings(base, _settings_overrides(doc, path, data))
 
 
@@ -404,8 +472,9 @@ def _base_template(doc: SourceDoc, path: tuple[Any, ...]) -> str:
     literal = text
     for name in fields:
         if name not in BASE_FIELDS:
-            raise ConfigError(f"unknown base field {{{name}}}", where=where,
-                              hint=f"fields: {', '.join(BASE_FIELDS)}")
+            raise ConfigError(
+                f"unknown base field {{{name}}}", where=where, hint=f"fields: {', '.join(BASE_FIELDS)}"
+            )
         literal = literal.replace("{" + name + "}", "x")
     safety.image_ref(literal, where)
     return text
@@ -425,8 +494,11 @@ def _parse_labels(doc: SourceDoc) -> dict[str, str]:
         where = doc.where("labels", key)
         safety.label_key(key, where)
         if key.startswith(("io.envkit.", "org.opencontainers.")):
-            raise ConfigError(f"label `{key}` is set by envkit", where=where,
-                              hint="use your own reverse-DNS prefix, e.g. com.example.team")
+            raise ConfigError(
+                f"label `{key}` is set by envkit",
+                where=where,
+                hint="use your own reverse-DNS prefix, e.g. com.example.team",
+            )
         labels[key] = safety.label_value(_text(doc, ("labels", key)), where)
     return labels
 

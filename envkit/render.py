@@ -28,7 +28,9 @@ from envkit.resolve import Cell, Plan, download_sources, python_builds
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
 CA_SECRET_ID = "ca-bundle"
-_WHEEL = re.compile(r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl")
+_WHEEL = re.compile(
+    r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,8 +97,13 @@ def render_plan(plan: Plan, options: RenderOptions, hasher: FileHasher | None = 
     return [render_cell(cell, plan.matrix.file, plan.matrix.labels, options, hasher) for cell in plan.cells]
 
 
-def render_cell(cell: Cell, matrix_file: str, extra_labels: Mapping[str, str], options: RenderOptions,
-                hasher: FileHasher | None = None) -> BuildContext:
+def render_cell(
+    cell: Cell,
+    matrix_file: str,
+    extra_labels: Mapping[str, str],
+    options: RenderOptions,
+    hasher: FileHasher | None = None,
+) -> BuildContext:
     """Render one cell; raises ConfigError when an input the cell needs is missing or unsafe."""
     hasher = hasher or FileHasher()
     _check_cell(cell)
@@ -107,16 +114,23 @@ def render_cell(cell: Cell, matrix_file: str, extra_labels: Mapping[str, str], o
     content_hash = _content_hash(body, files, hasher)
     labels = {**labels, "io.envkit.content-hash": content_hash}
     dockerfile = _template().render(**variables, labels=sorted(labels.items()))
-    return BuildContext(cell=cell, dockerfile=dockerfile, files=files, labels=labels,
-                        content_hash=content_hash, hash_tag=f"content-{content_hash[:16]}",
-                        secrets=_secret_ids(options))
+    return BuildContext(
+        cell=cell,
+        dockerfile=dockerfile,
+        files=files,
+        labels=labels,
+        content_hash=content_hash,
+        hash_tag=f"content-{content_hash[:16]}",
+        secrets=_secret_ids(options),
+    )
 
 
 def cell_labels(cell: Cell, matrix_file: str, extra: Mapping[str, str]) -> dict[str, str]:
     """OCI labels plus envkit labels carrying every resolved version (the probe checks them)."""
     labels = {
         "org.opencontainers.image.title": cell.repository.rsplit("/", 1)[-1],
-        "org.opencontainers.image.description": f"PyTorch {cell.torch} ({cell.variant}), Python {cell.python}, "
+        "org.opencontainers.image.description": f"PyTorch {cell.torch} ({cell.variant}), "
+        f"Python {cell.python}, "
         f"{cell.os}, {cell.flavor}",
         "org.opencontainers.image.version": cell.tag,
         "org.opencontainers.image.base.name": cell.base,
@@ -193,8 +207,9 @@ def _refuse_multiline(value: Any) -> Any:
     return value
 
 
-def _template_variables(cell: Cell, matrix_file: str, options: RenderOptions,
-                        files: Mapping[str, Path]) -> dict[str, Any]:
+def _template_variables(
+    cell: Cell, matrix_file: str, options: RenderOptions, files: Mapping[str, Path]
+) -> dict[str, Any]:
     wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
     build = python_builds().get(cell.python)
     archive = None
@@ -262,17 +277,22 @@ def _torch_wheel(cell: Cell, wheelhouse_files: list[str]) -> str:
         # A wheel without a local label is PyPI's build of the release's default variant.
         if version == cell.torch and (local == cell.variant or (not local and cell.variant != "cpu")):
             return rel
-    raise ConfigError(f"cell {cell.id}: the wheelhouse has no torch {cell.torch} wheel for {cell.variant} "
-                      f"and {python_tag}", where=cell.where,
-                      hint="add the wheel to the folder given with --wheelhouse (pip download torch==...)")
+    raise ConfigError(
+        f"cell {cell.id}: the wheelhouse has no torch {cell.torch} wheel for {cell.variant} and {python_tag}",
+        where=cell.where,
+        hint="add the wheel to the folder given with --wheelhouse (pip download torch==...)",
+    )
 
 
 def _context_files(cell: Cell, options: RenderOptions) -> dict[str, Path]:
     files: dict[str, Path] = {}
     if cell.torch_source == "wheelhouse":
         if options.wheelhouse is None:
-            raise ConfigError(f"cell {cell.id} installs torch from a wheelhouse", where=cell.where,
-                              hint="pass --wheelhouse DIR (a folder of .whl files)")
+            raise ConfigError(
+                f"cell {cell.id} installs torch from a wheelhouse",
+                where=cell.where,
+                hint="pass --wheelhouse DIR (a folder of .whl files)",
+            )
         files.update(_wheelhouse_files(cell, options.wheelhouse))
     if options.ca_bundle is not None and not options.buildkit:
         files[CA_BUNDLE_NAME] = _readable(options.ca_bundle, "--ca-bundle")

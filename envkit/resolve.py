@@ -106,8 +106,11 @@ def plan(matrix: Matrix, kb: KnowledgeBase | None = None) -> Plan:
         except Drop as drop:
             if request.explicit or matrix.strict:
                 why = "explicitly included" if request.explicit else "`strict: true` is set"
-                raise ConfigError(f"impossible cell ({request.describe()}): {drop}", where=request.where,
-                                  hint=f"the cell is {why}; fix or remove it") from None
+                raise ConfigError(
+                    f"impossible cell ({request.describe()}): {drop}",
+                    where=request.where,
+                    hint=f"the cell is {why}; fix or remove it",
+                ) from None
             dropped.append(Dropped(request=request, reason=str(drop)))
             continue
         if cell.id in cells:
@@ -132,25 +135,41 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
     _torch_source_fits(request.settings.torch_source, release, variant)
     cell_id = f"{release.version}-{variant.name}-py{python}-{os_name}-{flavor}"
     fields = {
-        "torch": release.version, "torch_mm": ".".join(release.version.split(".")[:2]),
-        "variant": variant.name, "cuda": variant.cuda or "none", "cuda_full": image_line or "none",
-        "cudnn": cudnn or "none", "cudnn_major": (cudnn or "none").split(".")[0],
-        "python": python, "os": os_name, "flavor": flavor,
+        "torch": release.version,
+        "torch_mm": ".".join(release.version.split(".")[:2]),
+        "variant": variant.name,
+        "cuda": variant.cuda or "none",
+        "cuda_full": image_line or "none",
+        "cudnn": cudnn or "none",
+        "cudnn_major": (cudnn or "none").split(".")[0],
+        "python": python,
+        "os": os_name,
+        "flavor": flavor,
     }
     return Cell(
         id=safety.path_part(cell_id, request.where),
-        torch=release.version, variant=variant.name, cuda=variant.cuda, cuda_full=image_line,
-        cudnn=cudnn, nccl=variant.nccl, python=python, python_full=python_full,
-        python_source=python_source, os=os_name, flavor=flavor,
+        torch=release.version,
+        variant=variant.name,
+        cuda=variant.cuda,
+        cuda_full=image_line,
+        cudnn=cudnn,
+        nccl=variant.nccl,
+        python=python,
+        python_full=python_full,
+        python_source=python_source,
+        os=os_name,
+        flavor=flavor,
         base=_base(request.settings.base, variant, image_line, os_name, python, flavor, request.where),
         torch_source=request.settings.torch_source,
         torch_index=_torch_index(matrix, request.settings.torch_source, variant),
         driver_floor=kb.driver_floor(variant.cuda) if variant.cuda else None,
         compat_floor=kb.compat_floor(variant.cuda) if variant.cuda else None,
-        arch_list=variant.arch_list, packages=request.settings.packages,
+        arch_list=variant.arch_list,
+        packages=request.settings.packages,
         repository=matrix.image.full_repository,
         tag=safety.tag(matrix.image.tag.format(**fields), matrix.where),
-        origin=request.origin, where=request.where,
+        origin=request.origin,
+        where=request.where,
     )
 
 
@@ -162,8 +181,10 @@ def _release(values: Mapping[str, str], kb: KnowledgeBase) -> tuple[TorchRelease
     release = kb.torch(version)
     if release is None:
         known = kb.releases
-        raise Drop(f"torch {spec} is not a known release (known: {known[0].version} … {known[-1].version}); "
-                   "run scripts/update_compat.py if it is new")
+        raise Drop(
+            f"torch {spec} is not a known release (known: {known[0].version} … {known[-1].version}); "
+            "run scripts/update_compat.py if it is new"
+        )
     return release, suffix
 
 
@@ -253,14 +274,18 @@ def _cuda_image(variant: Variant, os_name: str, kb: KnowledgeBase, base_override
             raise Drop(f"nvidia/cuda images are Ubuntu-based; {os_name} needs a `base` override")
         ubuntu = os_name.removeprefix("ubuntu")
         if ubuntu not in line.ubuntu:
-            raise Drop(f"nvidia/cuda {line.cuda} images exist for Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}")
+            raise Drop(
+                f"nvidia/cuda {line.cuda} images exist for Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}"
+            )
     return line.cuda
 
 
 def _torch_source_fits(source: str, release: TorchRelease, variant: Variant) -> None:
     if source == "pypi" and variant.name != release.default_variant:
-        raise Drop(f"PyPI's torch {release.version} wheel for Linux is the {release.default_variant} build, "
-                   f"not {variant.name}; use torch_source: index")
+        raise Drop(
+            f"PyPI's torch {release.version} wheel for Linux is the {release.default_variant} build, "
+            f"not {variant.name}; use torch_source: index"
+        )
 
 
 def _torch_index(matrix: Matrix, source: str, variant: Variant) -> str | None:
@@ -270,10 +295,23 @@ def _torch_index(matrix: Matrix, source: str, variant: Variant) -> str | None:
     return f"{root}/{variant.name}"
 
 
-def _base(template: str | None, variant: Variant, cuda_full: str | None, os_name: str, python: str,
-          flavor: str, where: Where) -> str:
-    fields = {"cuda_full": cuda_full or "", "cuda": variant.cuda or "", "os": os_name, "python": python,
-              "flavor": flavor, "ubuntu": os_name.removeprefix("ubuntu")}
+def _base(
+    template: str | None,
+    variant: Variant,
+    cuda_full: str | None,
+    os_name: str,
+    python: str,
+    flavor: str,
+    where: Where,
+) -> str:
+    fields = {
+        "cuda_full": cuda_full or "",
+        "cuda": variant.cuda or "",
+        "os": os_name,
+        "python": python,
+        "flavor": flavor,
+        "ubuntu": os_name.removeprefix("ubuntu"),
+    }
     if template is not None:
         return safety.image_ref(template.format(**fields), where)
     if cuda_full is not None:
@@ -300,7 +338,8 @@ def _check_unique_tags(cells: tuple[Cell, ...]) -> None:
         if cell.tag in seen:
             raise ConfigError(
                 f"cells {seen[cell.tag].id} and {cell.id} both get the tag `{cell.tag}`",
-                where=cell.where, hint="make `image.tag` include the fields that differ, e.g. {flavor}",
+                where=cell.where,
+                hint="make `image.tag` include the fields that differ, e.g. {flavor}",
             )
         seen[cell.tag] = cell
 

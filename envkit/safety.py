@@ -15,10 +15,14 @@ _LOCAL_VERSION = re.compile(r"\d{1,4}(\.\d{1,6}){0,3}(\+[a-z0-9]{1,16})?")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Docker reference grammar (distribution/reference), restricted to lower-case path components.
-_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::\d{1,5})?)"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::\d{{1,5}})?)"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
-_IMAGE_REF = re.compile(rf"{_REPOSITORY.pattern}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?")
+_REGISTRY = re.compile(rf"{_DOMAIN}(?:/{_COMPONENT})*")
+_IMAGE_REF = re.compile(
+    rf"{_REPOSITORY.pattern}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?"
+)
 _REQUIREMENT = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,100}[A-Za-z0-9])?"
     r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
@@ -56,6 +60,11 @@ def tag(value: object, where: Where | None = None) -> str:
 def repository(value: object, where: Where | None = None) -> str:
     """An image repository name, optionally with a registry host (lower case)."""
     return _check(_REPOSITORY, value, "image repository", where, "ghcr.io/acme/pytorch")
+
+
+def registry(value: object, where: Where | None = None) -> str:
+    """A registry host[:port], optionally with a path prefix (e.g. ghcr.io/acme or localhost:5000)."""
+    return _check(_REGISTRY, value, "registry", where, "ghcr.io/acme or localhost:5000")
 
 
 def image_ref(value: object, where: Where | None = None) -> str:

@@ -172,4 +172,3 @@ class _Builder:
             result[key] = self.build(value_node, (*path, key), depth + 1)
         self.raw.pop((*path, "<key>"), None)
         return result
-

@@ -17,21 +17,45 @@ def add_matrix_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_only_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--only", action="append", metavar="CELL", default=[],
-                        help="work on this cell id only (repeatable); ids are shown by `envkit plan`")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="CELL",
+        default=[],
+        help="work on this cell id only (repeatable); ids are shown by `envkit plan`",
+    )
 
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--wheelhouse", type=Path, metavar="DIR",
-                        help="install torch (and anything else found there) from this folder of wheels")
-    parser.add_argument("--ca-bundle", type=Path, metavar="FILE",
-                        help="CA bundle pip trusts during the build (a proxy's CA); never kept in the image")
-    parser.add_argument("--buildkit", action="store_true",
-                        help="build with BuildKit (`docker build`): CA bundle as a build secret")
-    parser.add_argument("--cache-mounts", action="store_true",
-                        help="keep pip's download cache between builds (BuildKit cache mount)")
-    parser.add_argument("--secret", action="append", default=[], metavar="ID=FILE",
-                        help="a BuildKit build secret mounted at /run/secrets/ID while pip runs")
+    parser.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="install torch (and anything else found there) from this folder of wheels",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle pip trusts during the build (a proxy's CA); never kept in the image",
+    )
+    parser.add_argument(
+        "--buildkit",
+        action="store_true",
+        help="build with BuildKit (`docker build`): CA bundle as a build secret",
+    )
+    parser.add_argument(
+        "--cache-mounts",
+        action="store_true",
+        help="keep pip's download cache between builds (BuildKit cache mount)",
+    )
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="ID=FILE",
+        help="a BuildKit build secret mounted at /run/secrets/ID while pip runs",
+    )
 
 
 def load_plan(args: argparse.Namespace) -> Plan:
@@ -64,17 +88,38 @@ def render_options(args: argparse.Namespace) -> RenderOptions:
     """RenderOptions from the shared flags; BuildKit-only flags imply --buildkit."""
     secrets = parse_secrets(getattr(args, "secret", []))
     buildkit = bool(args.buildkit or args.cache_mounts or secrets)
-    return RenderOptions(wheelhouse=args.wheelhouse, ca_bundle=args.ca_bundle, buildkit=buildkit,
-                         cache_mounts=args.cache_mounts, secrets=tuple(sorted(secrets)))
+    return RenderOptions(
+        wheelhouse=args.wheelhouse,
+        ca_bundle=args.ca_bundle,
+        buildkit=buildkit,
+        cache_mounts=args.cache_mounts,
+        secrets=tuple(sorted(secrets)),
+    )
 
 
 def cell_record(cell: Cell) -> dict[str, Any]:
     """A JSON-ready view of a resolved cell."""
     return {
-        "id": cell.id, "image": cell.image, "tag": cell.tag, "torch": cell.torch, "variant": cell.variant,
-        "cuda": cell.cuda, "cuda_full": cell.cuda_full, "cudnn": cell.cudnn, "nccl": cell.nccl,
-        "python": cell.python, "python_full": cell.python_full, "python_source": cell.python_source,
-        "os": cell.os, "flavor": cell.flavor, "base": cell.base, "torch_source": cell.torch_source,
-        "torch_index": cell.torch_index, "driver_floor": cell.driver_floor, "compat_floor": cell.compat_floor,
-        "arch_list": list(cell.arch_list), "packages": list(cell.packages), "origin": cell.origin,
+        "id": cell.id,
+        "image": cell.image,
+        "tag": cell.tag,
+        "torch": cell.torch,
+        "variant": cell.variant,
+        "cuda": cell.cuda,
+        "cuda_full": cell.cuda_full,
+        "cudnn": cell.cudnn,
+        "nccl": cell.nccl,
+        "python": cell.python,
+        "python_full": cell.python_full,
+        "python_source": cell.python_source,
+        "os": cell.os,
+        "flavor": cell.flavor,
+        "base": cell.base,
+        "torch_source": cell.torch_source,
+        "torch_index": cell.torch_index,
+        "driver_floor": cell.driver_floor,
+        "compat_floor": cell.compat_floor,
+        "arch_list": list(cell.arch_list),
+        "packages": list(cell.packages),
+        "origin": cell.origin,
     }

@@ -14,12 +14,21 @@ from envkit.ui import console
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("plan", help="expand and resolve a matrix; show kept and dropped cells",
-                            description="Expand and resolve MATRIX against the compatibility knowledge base.")
+    parser = sub.add_parser(
+        "plan",
+        help="expand and resolve a matrix; show kept and dropped cells",
+        description="Expand and resolve MATRIX against the compatibility knowledge base.",
+    )
     add_matrix_argument(parser)
-    parser.add_argument("--format", choices=("table", "json", "github-matrix"), default="table",
-                        help="table (default); json; github-matrix: a strategy.matrix for GitHub Actions")
-    parser.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "github-matrix"),
+        default="table",
+        help="table (default); json; github-matrix: a strategy.matrix for GitHub Actions",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,11 +57,21 @@ def plan_json(the_plan: Plan) -> dict[str, Any]:
 
 def github_matrix(the_plan: Plan) -> dict[str, Any]:
     """A GitHub Actions `strategy.matrix`: one include entry per cell; a runner builds `--only cell`."""
-    return {"include": [
-        {"cell": c.id, "image": c.image, "torch": c.torch, "variant": c.variant, "python": c.python,
-         "os": c.os, "flavor": c.flavor, "gpu": c.cuda is not None}
-        for c in the_plan.cells
-    ]}
+    return {
+        "include": [
+            {
+                "cell": c.id,
+                "image": c.image,
+                "torch": c.torch,
+                "variant": c.variant,
+                "python": c.python,
+                "os": c.os,
+                "flavor": c.flavor,
+                "gpu": c.cuda is not None,
+            }
+            for c in the_plan.cells
+        ]
+    }
 
 
 def print_plan(the_plan: Plan) -> None:
@@ -62,8 +81,17 @@ def print_plan(the_plan: Plan) -> None:
         table.add_column(column, overflow="fold")
     for cell in the_plan.cells:
         python = cell.python if cell.python_source == "distro" else f"{cell.python_full} (standalone)"
-        table.add_row(cell.id, f"{cell.torch} ({cell.torch_source})", cell.cuda_full or "-", cell.cudnn or "-",
-                      python, cell.os, cell.flavor, cell.base, cell.driver_floor or "-")
+        table.add_row(
+            cell.id,
+            f"{cell.torch} ({cell.torch_source})",
+            cell.cuda_full or "-",
+            cell.cudnn or "-",
+            python,
+            cell.os,
+            cell.flavor,
+            cell.base,
+            cell.driver_floor or "-",
+        )
     out.print(table)
     if the_plan.dropped:
         dropped = Table(title=f"dropped: {len(the_plan.dropped)}", title_justify="left")

@@ -24,9 +24,12 @@ from envkit.ui import console
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("render", help="write each cell's Dockerfile and build context",
-                            description="Render MATRIX into DIR/<cell>/ (Dockerfile, context files, "
-                            "envkit-cell.json). Renders are byte-for-byte reproducible.")
+    parser = sub.add_parser(
+        "render",
+        help="write each cell's Dockerfile and build context",
+        description="Render MATRIX into DIR/<cell>/ (Dockerfile, context files, "
+        "envkit-cell.json). Renders are byte-for-byte reproducible.",
+    )
     add_matrix_argument(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder")
     add_only_argument(parser)
@@ -38,8 +41,10 @@ def run(args: argparse.Namespace) -> int:
     the_plan = load_plan(args)
     options = render_options(args)
     hasher = FileHasher()
-    contexts = [render_cell(cell, the_plan.matrix.file, the_plan.matrix.labels, options, hasher)
-                for cell in selected_cells(the_plan, args.only)]
+    contexts = [
+        render_cell(cell, the_plan.matrix.file, the_plan.matrix.labels, options, hasher)
+        for cell in selected_cells(the_plan, args.only)
+    ]
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"-o {args.output}: exists and is not a folder")
     args.output.mkdir(parents=True, exist_ok=True)
@@ -54,8 +59,9 @@ def write_context(context: BuildContext, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         context.write(staging)
-        (staging / "envkit-cell.json").write_text(json.dumps(context_record(context), indent=2, sort_keys=True)
-                                                  + "\n", encoding="utf-8")
+        (staging / "envkit-cell.json").write_text(
+            json.dumps(context_record(context), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -27,8 +27,10 @@ image: {repository: acme/pytorch}
 def test_axes_form_a_cartesian_product_in_axis_order() -> None:
     m = parse(BASE + "axes:\n  python: ['3.11', '3.12']\n  torch: ['2.6', '2.7']\n")
     assert values(m) == [
-        {"torch": "2.6", "python": "3.11"}, {"torch": "2.6", "python": "3.12"},
-        {"torch": "2.7", "python": "3.11"}, {"torch": "2.7", "python": "3.12"},
+        {"torch": "2.6", "python": "3.11"},
+        {"torch": "2.6", "python": "3.12"},
+        {"torch": "2.7", "python": "3.11"},
+        {"torch": "2.7", "python": "3.12"},
     ]
 
 
@@ -40,20 +42,26 @@ def test_versions_keep_their_written_text() -> None:
 
 
 def test_exclude_removes_partial_matches() -> None:
-    m = parse(BASE + """
+    m = parse(
+        BASE
+        + """
 axes: {torch: ['2.6', '2.7'], cuda: ['12.4', '12.6'], python: ['3.11']}
 exclude:
   - {torch: '2.7', cuda: '12.4'}
-""")
+"""
+    )
     assert {(v["torch"], v["cuda"]) for v in values(m)} == {("2.6", "12.4"), ("2.6", "12.6"), ("2.7", "12.6")}
 
 
 def test_include_extends_matching_combinations_without_overwriting_originals() -> None:
-    m = parse(BASE + """
+    m = parse(
+        BASE
+        + """
 axes: {torch: ['2.6', '2.7'], python: ['3.11']}
 include:
   - {torch: '2.7', flavor: devel}
-""")
+"""
+    )
     result = values(m)
     assert {"torch": "2.7", "python": "3.11", "flavor": "devel"} in result
     assert {"torch": "2.6", "python": "3.11"} in result
@@ -61,11 +69,14 @@ include:
 
 
 def test_include_that_contradicts_every_combination_adds_an_explicit_cell() -> None:
-    m = parse(BASE + """
+    m = parse(
+        BASE
+        + """
 axes: {torch: ['2.6'], python: ['3.11']}
 include:
   - {torch: '2.8', python: '3.12'}
-""")
+"""
+    )
     requests = expand(m)
     assert [dict(r.values) for r in requests][-1] == {"torch": "2.8", "python": "3.12"}
     assert requests[-1].explicit and requests[-1].origin == "include[0]"
@@ -73,22 +84,28 @@ include:
 
 
 def test_later_include_may_overwrite_a_value_an_earlier_include_added() -> None:
-    m = parse(BASE + """
+    m = parse(
+        BASE
+        + """
 axes: {torch: ['2.6']}
 include:
   - {flavor: runtime}
   - {flavor: devel}
-""")
+"""
+    )
     assert values(m) == [{"torch": "2.6", "flavor": "devel"}]
 
 
 def test_include_settings_and_packages_merge() -> None:
-    m = parse(BASE + """
+    m = parse(
+        BASE
+        + """
 packages: ["numpy==2.1.3"]
 axes: {torch: ['2.6', '2.7']}
 include:
   - {torch: '2.7', packages: ["transformers>=4.46,<5"], torch_source: pypi}
-""")
+"""
+    )
     requests = expand(m)
     assert requests[0].settings.packages == ("numpy==2.1.3",)
     assert requests[1].settings.packages == ("numpy==2.1.3", "transformers>=4.46,<5")
@@ -149,6 +166,16 @@ def test_empty_matrix_is_an_error() -> None:
 
 def test_too_many_raw_cells_is_an_error() -> None:
     many = ", ".join(f"'1.{i}'" for i in range(60))
-    m = parse(BASE + f"axes: {{torch: [{many}], python: [{many}], os: [{', '.join(f'os{i}' for i in range(60))}]}}\n")
+    m = parse(
+        BASE
+        + f"axes: {{torch: [{many}], python: [{many}], os: [{', '.join(f'os{i}' for i in range(60))}]}}\n"
+    )
     with pytest.raises(ConfigError, match="limit"):
         expand(m)
+
+
+def test_registry_may_carry_a_port_and_prefix() -> None:
+    m = parse("image: {repository: acme/pytorch, registry: 'localhost:5000/team'}\naxes: {torch: ['2.6']}\n")
+    assert m.image.full_repository == "localhost:5000/team/acme/pytorch"
+    with pytest.raises(ConfigError, match="registry"):
+        parse("image: {repository: acme/pytorch, registry: 'http://x'}\naxes: {torch: ['2.6']}\n")

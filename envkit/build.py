@@ -1,0 +1,306 @@
+"""Building a plan's cells: content-addressed, parallel with a cap, one log file per cell.
+
+A cell is skipped when the image under its tag already carries the same content hash. A build runs
+untagged; only a finished build whose labels check out is tagged (content-hash tag first, then the
+cell tag), so an interrupted or failed build never leaves an image under a cell's tag.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from envkit import __version__
+from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo
+from envkit.errors import EngineUnavailable, EnvkitError
+from envkit.render import BuildContext
+
+BUILD_SCHEMA = "envkit.build/1"
+STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
+LOG_TAIL_LINES = 30
+
+
+class Cancelled(Exception):
+    """Raised inside a worker when the run was interrupted."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellResult:
+    """The outcome of one cell: what was built or skipped, how long it took, where its log is."""
+
+    cell: str
+    image: str
+    tags: tuple[str, ...]
+    content_hash: str
+    status: str
+    image_id: str | None = None
+    size: int | None = None
+    duration_s: float = 0.0
+    log: str | None = None
+    error: str | None = None
+    log_tail: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildReport:
+    """The JSON build report: one CellResult per cell, plus the engine and timing."""
+
+    matrix: str
+    engine: Mapping[str, str]
+    started: str
+    duration_s: float
+    results: tuple[CellResult, ...]
+    would_push: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> tuple[CellResult, ...]:
+        return tuple(r for r in self.results if r.status in ("failed", "cancelled"))
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "schema": BUILD_SCHEMA,
+            "envkit_version": __version__,
+            "matrix": self.matrix,
+            "engine": dict(self.engine),
+            "started": self.started,
+            "duration_s": round(self.duration_s, 3),
+            "cells": [asdict(r) | {"tags": list(r.tags)} for r in self.results],
+            "would_push": list(self.would_push),
+        }
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+Progress = Callable[[str, str, str], None]  # (cell id, state, detail)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSettings:
+    """How to build: parallelism, where logs and scratch contexts go, secrets, and whether to force."""
+
+    jobs: int = 2
+    log_dir: Path
+    secrets: Mapping[str, Path] = field(default_factory=dict)
+    force: bool = False
+
+
+def decide(contexts: Sequence[BuildContext], engine: Engine, force: bool = False) -> dict[str, str]:
+    """Per cell id: "skip" when its image already has the same content hash, else "build"."""
+    decisions = {}
+    for context in contexts:
+        existing = engine.image(context.cell.image)
+        same = existing is not None and existing.labels.get("io.envkit.content-hash") == context.content_hash
+        decisions[context.cell.id] = "skip" if same and not force else "build"
+    return decisions
+
+
+def build_contexts(
+    matrix_file: str,
+    contexts: Sequence[BuildContext],
+    engine: Engine,
+    settings: BuildSettings,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Build every context (skipping unchanged ones); never raises for a failing cell.
+
+    Raises EngineUnavailable when the engine goes away: the cells not finished are reported cancelled.
+    KeyboardInterrupt stops the workers before they tag anything and is re-raised.
+    """
+    progress = progress or (lambda cell, state, detail: None)
+    info = engine.info()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    clock = time.monotonic()
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    cancel = threading.Event()
+    results: dict[str, CellResult] = {}
+    fault: EnvkitError | None = None
+    for context in contexts:
+        progress(context.cell.id, "queued", "")
+    with ThreadPoolExecutor(max_workers=max(1, settings.jobs), thread_name_prefix="envkit-build") as pool:
+        futures: dict[Future[CellResult], BuildContext] = {
+            pool.submit(_build_one, c, engine, settings, cancel, progress): c for c in contexts
+        }
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    context = futures[future]
+                    result = _result_of(future, context, settings)
+                    if isinstance(future.exception(), EngineUnavailable) and fault is None:
+                        fault = future.exception()  # type: ignore[assignment]
+                        cancel.set()
+                    results[context.cell.id] = result
+                    progress(context.cell.id, result.status, result.error or "")
+        except KeyboardInterrupt:
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    report = BuildReport(
+        matrix=matrix_file,
+        engine=_engine_record(info),
+        started=started,
+        duration_s=time.monotonic() - clock,
+        results=tuple(results[c.cell.id] for c in contexts),
+        would_push=tuple(tag for c in contexts for tag in c.tags),
+    )
+    if fault is not None:
+        raise BuildInterrupted(report, fault)
+    return report
+
+
+class BuildInterrupted(EngineUnavailable):
+    """The engine went away during the build; carries the partial report (exit 3)."""
+
+    def __init__(self, report: BuildReport, cause: EnvkitError) -> None:
+        self.report = report
+        super().__init__(cause.message, hint=(cause.hint or "") + "; rerun `envkit build` to finish the rest")
+
+
+def _engine_record(info: EngineInfo) -> dict[str, str]:
+    return {
+        "host": info.host,
+        "version": info.version,
+        "api_version": info.api_version,
+        "backend": info.backend,
+    }
+
+
+def _result_of(future: Future[CellResult], context: BuildContext, settings: BuildSettings) -> CellResult:
+    error = future.exception()
+    if error is None:
+        return future.result()
+    status = "cancelled" if isinstance(error, (Cancelled, EngineUnavailable)) else "failed"
+    log = settings.log_dir / f"{context.cell.id}.log"
+    return CellResult(
+        cell=context.cell.id,
+        image=context.cell.image,
+        tags=context.tags,
+        content_hash=context.content_hash,
+        status=status,
+        log=str(log),
+        error=str(error).splitlines()[0] if str(error) else type(error).__name__,
+        log_tail=_tail(log),
+    )
+
+
+def _build_one(
+    context: BuildContext,
+    engine: Engine,
+    settings: BuildSettings,
+    cancel: threading.Event,
+    progress: Progress,
+) -> CellResult:
+    cell = context.cell
+    log_path = settings.log_dir / f"{cell.id}.log"
+    clock = time.monotonic()
+    if cancel.is_set():
+        raise Cancelled("interrupted before it started")
+    existing = engine.image(cell.image)
+    if (
+        not settings.force
+        and existing
+        and existing.labels.get("io.envkit.content-hash") == context.content_hash
+    ):
+        engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
+        return CellResult(
+            cell=cell.id,
+            image=cell.image,
+            tags=context.tags,
+            content_hash=context.content_hash,
+            status="skipped",
+            image_id=existing.id,
+            size=existing.size,
+            duration_s=time.monotonic() - clock,
+            log=None,
+        )
+    progress(cell.id, "building", "")
+    scratch = Path(tempfile.mkdtemp(prefix=f"envkit-{cell.id}-"))
+    try:
+        with log_path.open("w", encoding="utf-8") as log:
+            image_id = _run_build(context, engine, settings, scratch, log, cancel, progress)
+        if cancel.is_set():
+            raise Cancelled("interrupted; the finished image was left untagged")
+        image = _verify_and_tag(context, engine, image_id)
+    except BuildFailed as failure:
+        return CellResult(
+            cell=cell.id,
+            image=cell.image,
+            tags=context.tags,
+            content_hash=context.content_hash,
+            status="failed",
+            duration_s=time.monotonic() - clock,
+            log=str(log_path),
+            error=failure.message.splitlines()[0],
+            log_tail=_tail(log_path),
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return CellResult(
+        cell=cell.id,
+        image=cell.image,
+        tags=context.tags,
+        content_hash=context.content_hash,
+        status="built",
+        image_id=image.id,
+        size=image.size,
+        duration_s=time.monotonic() - clock,
+        log=str(log_path),
+    )
+
+
+def _run_build(
+    context: BuildContext,
+    engine: Engine,
+    settings: BuildSettings,
+    scratch: Path,
+    log: Any,
+    cancel: threading.Event,
+    progress: Progress,
+) -> str:
+    context.write(scratch)
+    missing = [s for s in context.secrets if s not in settings.secrets]
+    if missing:
+        raise BuildFailed(f"build secret(s) {', '.join(missing)} not given", hint="pass --secret ID=FILE")
+    secrets = dict(settings.secrets)
+    # Untagged on purpose: tags are set only once the finished image has been checked.
+    request = BuildRequest(
+        context_dir=scratch, tags=(), labels=dict(context.labels), build_args={}, secrets=secrets
+    )
+
+    def on_line(line: str) -> None:
+        if cancel.is_set():
+            raise Cancelled("interrupted")
+        log.write(line.rstrip("\n") + "\n")
+        log.flush()
+        if line.strip():
+            progress(context.cell.id, "building", line.strip()[:100])
+
+    return engine.build(request, on_line)
+
+
+def _verify_and_tag(context: BuildContext, engine: Engine, image_id: str) -> Any:
+    image = engine.image(image_id)
+    if image is None or image.labels.get("io.envkit.content-hash") != context.content_hash:
+        raise BuildFailed(
+            f"the built image {image_id[:19]} does not carry content hash {context.content_hash[:12]}"
+        )
+    hash_tag, cell_tag = context.tags[1], context.tags[0]
+    engine.tag(image_id, hash_tag)
+    engine.tag(image_id, cell_tag)  # the cell tag moves last: it is the commit point
+    return image
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str | None:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return None

@@ -1,0 +1,162 @@
+"""`envkit build MATRIX`: build every cell (or --only some), skipping unchanged ones."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+
+from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, decide
+from envkit.commands._common import (
+    add_matrix_argument,
+    add_only_argument,
+    add_render_arguments,
+    load_plan,
+    parse_secrets,
+    render_options,
+    selected_cells,
+)
+from envkit.engine import get_engine
+from envkit.render import CA_SECRET_ID, FileHasher, render_cell
+from envkit.ui import console
+
+STYLES = {
+    "queued": "dim",
+    "building": "cyan",
+    "built": "green",
+    "skipped": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+}
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "build",
+        help="build every cell's image (skipping unchanged ones)",
+        description="Build the images of MATRIX. A cell whose image already carries "
+        "the same content hash is skipped. Exit 1 when a cell failed, 3 when the engine "
+        "could not run the work.",
+    )
+    add_matrix_argument(parser)
+    add_only_argument(parser)
+    add_render_arguments(parser)
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default 2)"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write the JSON build report here (default .envkit/<matrix>/build-report.json)",
+    )
+    parser.add_argument(
+        "--log-dir", type=Path, metavar="DIR", help="per-cell logs (default .envkit/<matrix>/logs)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild cells even when their hash is unchanged"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would be built or skipped; build nothing"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "docker", "buildkit"),
+        default="auto",
+        help="docker-py (default), or the BuildKit CLI (implied by --secret/--cache-mounts/--buildkit)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        from envkit.errors import UsageError
+
+        raise UsageError("--jobs must be at least 1")
+    the_plan = load_plan(args)
+    options = render_options(args)
+    hasher = FileHasher()
+    contexts = [
+        render_cell(cell, the_plan.matrix.file, the_plan.matrix.labels, options, hasher)
+        for cell in selected_cells(the_plan, args.only)
+    ]
+    backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
+    engine = get_engine(backend)
+    engine.info()
+    out = console()
+    if args.dry_run:
+        for cell_id, decision in decide(contexts, engine, args.force).items():
+            out.print(f"{decision:5}  {cell_id}")
+        return 0
+    state_dir = Path(".envkit") / the_plan.matrix.name
+    secrets = parse_secrets(args.secret)
+    if options.buildkit and options.ca_bundle is not None:
+        secrets[CA_SECRET_ID] = options.ca_bundle
+    settings = BuildSettings(
+        jobs=args.jobs, log_dir=args.log_dir or state_dir / "logs", secrets=secrets, force=args.force
+    )
+    report_path = args.report or state_dir / "build-report.json"
+    try:
+        report = _build_with_progress(the_plan.matrix.file, contexts, engine, settings)
+    except BuildInterrupted as interrupted:
+        _write_report(interrupted.report, report_path)
+        print_summary(interrupted.report, report_path)
+        raise
+    _write_report(report, report_path)
+    print_summary(report, report_path)
+    return 1 if report.failed else 0
+
+
+def _build_with_progress(
+    matrix_file: str, contexts: list[Any], engine: Any, settings: BuildSettings
+) -> BuildReport:
+    states: dict[str, tuple[str, str]] = {}
+
+    def table() -> Table:
+        view = Table(show_header=True, header_style="bold", expand=False)
+        view.add_column("cell")
+        view.add_column("state")
+        view.add_column("detail", overflow="ellipsis", no_wrap=True, max_width=80)
+        for cell_id, (state, detail) in states.items():
+            view.add_row(cell_id, f"[{STYLES.get(state, '')}]{state}[/]", detail)
+        return view
+
+    out = console()
+    with Live(table(), console=out, refresh_per_second=4, transient=not out.is_terminal) as live:
+
+        def progress(cell_id: str, state: str, detail: str) -> None:
+            states[cell_id] = (state, detail)
+            live.update(table())
+
+        return build_contexts(matrix_file, contexts, engine, settings, progress)
+
+
+def _write_report(report: BuildReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report.to_json(), encoding="utf-8")
+
+
+def print_summary(report: BuildReport, report_path: Path) -> None:
+    out = console()
+    summary = Table(title=f"build of {report.matrix} in {report.duration_s:.1f}s", title_justify="left")
+    for column in ("cell", "status", "image id", "size", "time", "log"):
+        summary.add_column(column, overflow="fold")
+    for r in report.results:
+        size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
+        summary.add_row(
+            r.cell,
+            f"[{STYLES.get(r.status, '')}]{r.status}[/]",
+            (r.image_id or "-")[7:19],
+            size,
+            f"{r.duration_s:.1f}s",
+            r.log or "-",
+        )
+    out.print(summary)
+    for r in report.failed:
+        out.print(f"[red]✗ {r.cell}[/]: {r.error}")
+        if r.log_tail:
+            out.print(r.log_tail, markup=False, highlight=False)
+    out.print(f"build report: {report_path}")
