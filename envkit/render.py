@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -228,7 +229,8 @@ def _template_variables(
         "mounts": _mounts(options),
         "pip_env": _pip_env(options),
         "torch_args": _torch_args(cell, wheelhouse_files),
-        "packages": " ".join(cell.packages),
+        # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
+        "packages": " ".join(shlex.quote(package) for package in cell.packages),
     }
 
 

@@ -78,7 +78,7 @@ def print_plan(the_plan: Plan) -> None:
     out = console()
     table = Table(title=f"{the_plan.matrix.file}: {len(the_plan.cells)} cells", title_justify="left")
     for column in ("cell", "torch", "cuda", "cudnn", "python", "os", "flavor", "base", "driver ≥"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("cell", "base"))
     for cell in the_plan.cells:
         python = cell.python if cell.python_source == "distro" else f"{cell.python_full} (standalone)"
         table.add_row(

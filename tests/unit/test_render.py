@@ -156,6 +156,11 @@ def test_unsafe_values_never_reach_the_dockerfile(changes: dict[str, object]) ->
         render_cell(bad, "m.yaml", {}, RenderOptions())
 
 
+def test_requirements_with_comparison_operators_are_shell_quoted() -> None:
+    ctx = render_cell(replace(CPU_CELL, packages=("numpy>=2.1,<3", "rich==13.9.4")), "m.yaml", {}, RenderOptions())
+    assert "install --no-cache-dir 'numpy>=2.1,<3' rich==13.9.4" in ctx.dockerfile
+
+
 def test_unsafe_extra_label_is_rejected() -> None:
     with pytest.raises(UnsafeValueError):
         render_cell(CPU_CELL, "m.yaml", {"com.example.x": "a\nRUN evil"}, RenderOptions())
