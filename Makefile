@@ -37,8 +37,9 @@ test-deps: venv engine base-image
 demo: venv base-image
 	$(ENVKIT) plan $(DEMO_MATRIX)
 	$(ENVKIT) build $(DEMO_MATRIX) $(BUILD_FLAGS) --report $(STATE)/demo-build.json
-	$(ENVKIT) validate --matrix $(DEMO_MATRIX) --profile quick --out $(STATE)/demo-validate.json
-	$(ENVKIT) report $(STATE)/demo-validate.json
+	$(ENVKIT) validate --matrix $(DEMO_MATRIX) --profile quick --out-dir $(STATE)/demo-reports
+	$(ENVKIT) report $(STATE)/demo-reports --html $(STATE)/demo-report.html
+	@echo "demo: reports in $(STATE)/demo-reports, HTML page $(STATE)/demo-report.html"
 
 test: test-deps
 	$(BIN)/pytest tests -q

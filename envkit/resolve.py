@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 from envkit import compat, safety
@@ -114,6 +114,13 @@ def plan(matrix: Matrix, kb: KnowledgeBase | None = None) -> Plan:
             dropped.append(Dropped(request=request, reason=str(drop)))
             continue
         if cell.id in cells:
+            if request.explicit and cell != replace(cells[cell.id], origin=cell.origin, where=cell.where):
+                raise ConfigError(
+                    f"this include adds cell {cell.id}, which the axes already produce with other settings",
+                    where=request.where,
+                    hint="to extend existing cells an include must match them on every axis it names; "
+                    "values compare as written ('2.8' is not '2.8.0')",
+                )
             dropped.append(Dropped(request=request, reason=f"duplicate of cell {cell.id}"))
             continue
         cells[cell.id] = cell

@@ -140,6 +140,17 @@ def test_duplicate_cells_are_dropped_and_tag_collisions_are_errors() -> None:
                 "axes: {torch: ['2.6'], cuda: ['12.4', '12.6'], python: ['3.10'], os: [ubuntu22.04]}\n")
 
 
+def test_include_that_duplicates_a_cell_with_other_settings_is_an_error() -> None:
+    body = ("axes: {torch: ['2.8'], cuda: ['12.8'], python: ['3.12'], os: [ubuntu24.04], flavor: [devel]}\n"
+            "include:\n  - {torch: '2.8.0', cuda: '12.8', python: '3.12', os: ubuntu24.04, flavor: devel, "
+            "packages: [ninja==1.11.1.4]}\n")
+    with pytest.raises(ConfigError, match="already produce") as info:
+        resolve(body)
+    assert "'2.8' is not '2.8.0'" in (info.value.hint or "")
+    extended = resolve(body.replace("torch: '2.8.0'", "torch: '2.8'"))
+    assert [c.packages for c in extended.cells] == [("ninja==1.11.1.4",)]
+
+
 def test_shipped_matrices_resolve() -> None:
     from envkit.matrix import load_matrix
 
