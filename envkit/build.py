@@ -90,6 +90,7 @@ class BuildSettings:
     log_dir: Path
     secrets: Mapping[str, Path] = field(default_factory=dict)
     force: bool = False
+    no_cache: bool = False
 
 
 def decide(contexts: Sequence[BuildContext], engine: Engine, force: bool = False) -> dict[str, str]:
@@ -273,7 +274,12 @@ def _run_build(
     secrets = dict(settings.secrets)
     # Untagged on purpose: tags are set only once the finished image has been checked.
     request = BuildRequest(
-        context_dir=scratch, tags=(), labels=dict(context.labels), build_args={}, secrets=secrets
+        context_dir=scratch,
+        tags=(),
+        labels=dict(context.labels),
+        build_args={},
+        secrets=secrets,
+        no_cache=settings.no_cache,
     )
 
     def on_line(line: str) -> None:

@@ -60,6 +60,9 @@ def register(sub: Any) -> None:
         "--force", action="store_true", help="rebuild cells even when their hash is unchanged"
     )
     parser.add_argument(
+        "--no-cache", action="store_true", help="reuse no layers from earlier builds (implies --force)"
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be built or skipped; build nothing"
     )
     parser.add_argument(
@@ -96,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if options.buildkit and options.ca_bundle is not None:
         secrets[CA_SECRET_ID] = options.ca_bundle
     settings = BuildSettings(
-        jobs=args.jobs, log_dir=args.log_dir or state_dir / "logs", secrets=secrets, force=args.force
+        jobs=args.jobs,
+        log_dir=args.log_dir or state_dir / "logs",
+        secrets=secrets,
+        force=args.force or args.no_cache,
+        no_cache=args.no_cache,
     )
     report_path = args.report or state_dir / "build-report.json"
     try:

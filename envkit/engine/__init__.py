@@ -57,6 +57,7 @@ class BuildRequest:
     secrets: Mapping[str, Path] = field(default_factory=dict)  # id -> file; BuildKit backend only
     pull: bool = False
     network_mode: str | None = None
+    no_cache: bool = False  # do not reuse layers from earlier builds
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -93,6 +93,8 @@ def build_argv(cli: str, req: BuildRequest, iidfile: Path) -> list[str]:
         argv += ["--secret", _secret(secret_id, src)]
     if req.pull:
         argv.append("--pull")
+    if req.no_cache:
+        argv.append("--no-cache")
     if req.network_mode:
         argv += ["--network", req.network_mode]
     argv.append(str(req.context_dir))

@@ -175,6 +175,7 @@ class DockerSdkEngine(Engine):
             network_mode=req.network_mode,
             rm=True,
             forcerm=True,
+            nocache=req.no_cache,
             decode=True,
         )
         image_id: str | None = None

@@ -1,0 +1,288 @@
+"""envkit benchmarks: costs measured side by side in one run, printed as ratios (`make bench`).
+
+    python benchmarks/run.py [--sections plan,build,validate,generate] [--wheelhouse DIR] [--ca-bundle FILE]
+                             [--out benchmarks/results/cpu-<date>.json]
+
+Sections
+- plan:      planning and rendering cost per raw cell for 100, 1,000 and 10,000-cell matrices.
+- build:     the CPU demo matrix: cold first build (--no-cache) vs no-op rebuild vs a one-cell change;
+             cold builds with --jobs 1 vs --jobs 2. Needs a Docker engine, the base image and a wheelhouse.
+- validate:  `envkit validate IMAGE` vs the same probe with `--local` (container start, copy in/out).
+- generate:  the reference decoder on this CPU: tokens/s with and without the KV cache at 128/512/2048.
+Never run from the test suite: numbers depend on the machine; ratios are what the targets are about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from envkit.matrix import parse_matrix  # noqa: E402
+from envkit.render import FileHasher, RenderOptions, render_plan  # noqa: E402
+from envkit.resolve import plan  # noqa: E402
+from envkit.yamlsrc import load_text  # noqa: E402
+
+RESULTS: dict[str, Any] = {}
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    """The median wall time of `repeat` runs (seconds) and the last result."""
+    times, result = [], None
+    for _ in range(repeat):
+        clock = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - clock)
+    return statistics.median(times), result
+
+
+# --- plan / render --------------------------------------------------------------------------------
+
+SIZES = {  # raw cells = torch × cuda × python × os × flavor
+    100: (
+        ["2.6", "2.7", "2.8", "2.9", "2.10"],
+        ["12.4", "12.6"],
+        ["3.11", "3.12"],
+        ["ubuntu22.04", "ubuntu24.04", "debian12", "ubuntu20.04", "debian13"],
+        ["runtime"],
+    ),
+    1000: (
+        ["2.4", "2.5", "2.6", "2.7", "2.8", "2.9", "2.10", "2.11", "2.12", "2.13"],
+        ["11.8", "12.4", "12.6", "12.8", "13.0"],
+        ["3.10", "3.11", "3.12", "3.13"],
+        ["ubuntu22.04", "ubuntu24.04", "debian12", "ubuntu20.04", "debian13"],
+        ["runtime"],
+    ),
+    10000: (
+        ["2.4.0", "2.4.1", "2.5.0", "2.5.1", "2.6.0", "2.7.0", "2.7.1", "2.8.0", "2.9.0", "2.9.1"],
+        ["11.8", "12.1", "12.4", "12.6", "12.8", "12.9", "13.0", "none", "12.2", "12.3"],
+        ["3.9", "3.10", "3.11", "3.12", "3.13"],
+        [
+            "ubuntu22.04",
+            "ubuntu24.04",
+            "debian12",
+            "ubuntu20.04",
+            "debian13",
+            "debian11",
+            "ubuntu18.04",
+            "debian10",
+            "ubuntu23.04",
+            "ubuntu25.04",
+        ],
+        ["runtime", "devel"],
+    ),
+}
+
+
+def matrix_text(
+    torch: list[str], cuda: list[str], python: list[str], oses: list[str], flavors: list[str]
+) -> str:
+    def quoted(values: list[str]) -> str:
+        return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+    return (
+        f"image: {{repository: bench/pytorch}}\naxes:\n  torch: {quoted(torch)}\n  cuda: {quoted(cuda)}\n"
+        f"  python: {quoted(python)}\n  os: {quoted(oses)}\n  flavor: {quoted(flavors)}\n"
+    )
+
+
+def bench_plan() -> None:
+    say("== planning and rendering cost by matrix size")
+    rows = []
+    for raw, axes in SIZES.items():
+        text = matrix_text(*axes)
+        count = 1
+        for values in axes:
+            count *= len(values)
+        plan_s, the_plan = timed(lambda text=text: plan(parse_matrix(load_text(text, "bench.yaml"))))
+        render_s, contexts = timed(lambda p=the_plan: render_plan(p, RenderOptions(), FileHasher()), repeat=1)
+        kept = len(the_plan.cells)
+        rows.append(
+            {
+                "raw_cells": count,
+                "kept": kept,
+                "plan_s": plan_s,
+                "render_s": render_s,
+                "plan_us_per_raw_cell": plan_s / count * 1e6,
+                "render_ms_per_cell": render_s / max(kept, 1) * 1e3,
+            }
+        )
+        say(
+            f"  {count:>6} raw cells ({kept:>5} kept): plan {plan_s:7.3f} s ({plan_s / count * 1e6:6.1f} µs/cell), "
+            f"render {render_s:7.3f} s ({render_s / max(kept, 1) * 1e3:5.2f} ms/kept cell)"
+        )
+    base = rows[0]["plan_us_per_raw_cell"]
+    for row in rows[1:]:
+        say(
+            f"  per-cell plan cost at {row['raw_cells']} vs {rows[0]['raw_cells']}: "
+            f"{row['plan_us_per_raw_cell'] / base:.2f}x (1.0 = linear growth)"
+        )
+    RESULTS["plan"] = rows
+
+
+# --- build ------------------------------------------------------------------------------------------
+
+
+def envkit(*argv: str) -> tuple[int, float, str]:
+    clock = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "CI": "true"},
+        check=False,
+    )
+    return done.returncode, time.perf_counter() - clock, done.stdout + done.stderr
+
+
+def demo_matrix(folder: Path, repository: str, extra: str = "") -> Path:
+    text = (ROOT / "images" / "cpu-demo.yaml").read_text().replace("envkit-demo/pytorch", repository)
+    path = folder / f"{uuid.uuid4().hex[:6]}.yaml"
+    path.write_text(text + extra)
+    return path
+
+
+def build_ratio(args: argparse.Namespace) -> None:
+    say("== build orchestration (CPU demo matrix, 2 cells)")
+    flags = [
+        *(["--wheelhouse", args.wheelhouse] if args.wheelhouse else []),
+        *(["--ca-bundle", args.ca_bundle] if args.ca_bundle else []),
+    ]
+    repository = f"envkit-bench/demo-{uuid.uuid4().hex[:6]}"
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        matrix = demo_matrix(folder, repository)
+        steps = [
+            ("first build, cold (--no-cache, --jobs 2)", [str(matrix), "--no-cache", "--jobs", "2"]),
+            ("no-op rebuild", [str(matrix)]),
+            (
+                "one-cell change",
+                [
+                    str(
+                        demo_matrix(
+                            folder, repository, "include:\n  - {flavor: cpu, packages: [six==1.16.0]}\n"
+                        )
+                    )
+                ],
+            ),
+        ]
+        for name, argv in steps:
+            code, seconds, output = envkit("build", *argv, *flags, "--report", str(folder / "r.json"))
+            if code != 0:
+                say(output[-3000:])
+                raise SystemExit(f"benchmark build failed: {name}")
+            statuses = [c["status"] for c in json.loads((folder / "r.json").read_text())["cells"]]
+            result[name] = {"seconds": seconds, "statuses": statuses}
+            say(f"  {name:42} {seconds:7.1f} s  {statuses}")
+        first = result["first build, cold (--no-cache, --jobs 2)"]["seconds"]
+        noop = result["no-op rebuild"]["seconds"]
+        change = result["one-cell change"]["seconds"]
+        say(f"  no-op / first build      = {noop / first:.3f} (target < 0.05)")
+        say(
+            f"  one-cell change / first  = {change / first:.3f} (one of two cells; cold cells share no layers)"
+        )
+        if not args.skip_jobs:
+            code, one_job, _ = envkit("build", str(matrix), "--no-cache", "--jobs", "1", *flags)
+            say(f"  cold build --jobs 1      {one_job:7.1f} s")
+            say(
+                f"  --jobs 2 speed-up        = {one_job / first:.2f}x (2 cores; both cells install the same torch)"
+            )
+            result["jobs1_seconds"] = one_job
+        subprocess.run(["docker", "image", "ls", "-q", repository], capture_output=True, check=False)
+        _remove_repository(repository)
+    RESULTS["build"] = result
+
+
+def _remove_repository(repository: str) -> None:
+    listing = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if listing:
+        subprocess.run(["docker", "image", "rm", "-f", *listing], capture_output=True, check=False)
+
+
+# --- validate ---------------------------------------------------------------------------------------
+
+
+def validate_overhead(args: argparse.Namespace) -> None:
+    say("== validation overhead: in a container vs --local (quick profile)")
+    image = args.image
+    with tempfile.TemporaryDirectory() as tmp:
+        code_c, container_s, out_c = envkit("validate", image, "--out", f"{tmp}/c.json")
+        code_l, local_s, out_l = envkit("validate", "--local", "--out", f"{tmp}/l.json")
+        say(f"  envkit validate {image}: {container_s:6.1f} s (exit {code_c})")
+        say(f"  envkit validate --local:  {local_s:6.1f} s (exit {code_l})")
+        say(f"  container / local = {container_s / local_s:.2f}x; overhead {container_s - local_s:+.1f} s")
+    RESULTS["validate"] = {"image": image, "container_s": container_s, "local_s": local_s}
+
+
+# --- generation -------------------------------------------------------------------------------------
+
+
+def generation(args: argparse.Namespace) -> None:
+    say("== reference decoder on this CPU (tiny preset, fp32, batch 1)")
+    from benchmarks.generation import kv_cache_table
+
+    RESULTS["generate"] = kv_cache_table(contexts=(128, 512, 2048), device="cpu", say=say)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sections", default="plan,build,validate,generate")
+    parser.add_argument("--wheelhouse", default=os.environ.get("PIP_FIND_LINKS"))
+    parser.add_argument("--ca-bundle", default=os.environ.get("PIP_CERT"))
+    parser.add_argument(
+        "--image",
+        default="envkit-demo/pytorch:2.13.0-cpu-py3.11-debian12-cpu",
+        help="image for the validate section (built by `make demo`)",
+    )
+    parser.add_argument("--skip-jobs", action="store_true", help="skip the --jobs 1 cold build")
+    parser.add_argument("--out", type=Path, help="write the measured numbers here as JSON")
+    args = parser.parse_args()
+    sections = args.sections.split(",")
+    say(f"envkit benchmarks on {platform.node()} ({os.cpu_count()} CPUs, {platform.platform()})")
+    if "plan" in sections:
+        bench_plan()
+    if "build" in sections:
+        build_ratio(args)
+    if "validate" in sections:
+        validate_overhead(args)
+    if "generate" in sections:
+        generation(args)
+    if args.out:
+        RESULTS["machine"] = {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        args.out.write_text(json.dumps(RESULTS, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
