@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "envkit.commands.diff",
     "envkit.commands.build",
     "envkit.commands.validate",
+    "envkit.commands.promote",
 )
 
 

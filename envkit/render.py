@@ -93,6 +93,11 @@ class FileHasher:
         return self._known[key]
 
 
+def hash_tag(content_hash: str) -> str:
+    """The content-hash tag of a build: `content-` and the first 16 hex digits of the hash."""
+    return f"content-{content_hash[:16]}"
+
+
 def render_plan(plan: Plan, options: RenderOptions, hasher: FileHasher | None = None) -> list[BuildContext]:
     """Render every cell of a plan, in plan order."""
     hasher = hasher or FileHasher()
@@ -122,7 +127,7 @@ def render_cell(
         files=files,
         labels=labels,
         content_hash=content_hash,
-        hash_tag=f"content-{content_hash[:16]}",
+        hash_tag=hash_tag(content_hash),
         secrets=_secret_ids(options),
     )
 
