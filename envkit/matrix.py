@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -245,16 +245,10 @@ def _apply_include(matrix: Matrix, combos: list[_Combo], entry: Entry, index: in
 def _merge_settings(base: CellSettings, overrides: Mapping[str, Any]) -> CellSettings:
     if not overrides:
         return base
-    merged = {
-        "base": base.base,
-        "python_source": base.python_source,
-        "torch_source": base.torch_source,
-        "packages": base.packages,
-    }
-    merged.update(overrides)
+    changes = dict(overrides)
     if "packages" in overrides:
-        merged["packages"] = tuple(dict.fromkeys((*base.packages, *overrides["packages"])))
-    return CellSettings(**merged)
+        changes["packages"] = tuple(dict.fromkeys((*base.packages, *overrides["packages"])))
+    return replace(base, **changes)
 
 
 def _with_defaults(matrix: Matrix, combo: _Combo) -> CellRequest:

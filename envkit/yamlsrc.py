@@ -165,10 +165,11 @@ class _Builder:
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise self.fail("mapping keys must be plain scalars", key_node, path)
             key = key_node.value if not isinstance(key, str) else key
+            key_path = (*path, key)
             if key in result and key not in merged:
-                raise self.fail(f"duplicate key {key!r}", key_node, (*path, key))
-            self.lines[(*path, key)] = key_node.start_mark.line + 1
+                raise self.fail(f"duplicate key {key!r}", key_node, key_path)
+            self.lines[key_path] = key_node.start_mark.line + 1
             merged.discard(key)
-            result[key] = self.build(value_node, (*path, key), depth + 1)
+            result[key] = self.build(value_node, key_path, depth + 1)
         self.raw.pop((*path, "<key>"), None)
         return result
