@@ -235,7 +235,8 @@ def _template_variables(
         "ca_bundle": CA_BUNDLE_NAME in files or (options.ca_bundle is not None and options.buildkit),
         "buildkit": options.buildkit,
         "mounts": _mounts(options),
-        "pip_env": _pip_env(options),
+        "pip": f"{_pip_env(options)}/opt/venv/bin/pip install"
+        + ("" if options.buildkit and options.cache_mounts else " --no-cache-dir"),
         "torch_args": _torch_args(cell, wheelhouse_files),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),

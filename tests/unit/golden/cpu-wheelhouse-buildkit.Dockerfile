@@ -16,12 +16,9 @@ RUN apt-get update \
 # the final image's layers or history; only the finished virtual environment is copied.
 FROM python AS deps
 COPY wheelhouse/ /tmp/envkit/wheelhouse/
-RUN --mount=type=cache,target=/root/.cache/pip \
---mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle \
-python3 -m venv /opt/venv \
- && PIP_CERT=/run/secrets/ca-bundle /opt/venv/bin/pip install --no-cache-dir /tmp/envkit/wheelhouse/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl --find-links /tmp/envkit/wheelhouse \
- && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__" \
- && rm -rf /tmp/envkit
+RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=ca-bundle,target=/run/secrets/ca-bundle python3 -m venv /opt/venv \
+ && PIP_CERT=/run/secrets/ca-bundle /opt/venv/bin/pip install /tmp/envkit/wheelhouse/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl --find-links /tmp/envkit/wheelhouse \
+ && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
 
 FROM python AS final
 # devel: compilers and headers for building extensions against this torch.
@@ -34,7 +31,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 LABEL \
       io.envkit.arch-list="" \
       io.envkit.cell="2.13.0-cpu-py3.11-debian12-devel" \
-      io.envkit.content-hash="6aebcee38eae8335387c5629f7c31ee677cacdd5ac3aab2b851ab8d57b4562b3" \
+      io.envkit.content-hash="85b02f43ffdcca59d82922d8abcc10797a96603ddbdce72e76541942be0d505e" \
       io.envkit.cuda="" \
       io.envkit.cuda-full="" \
       io.envkit.cudnn="" \

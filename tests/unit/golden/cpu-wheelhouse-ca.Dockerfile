@@ -19,8 +19,7 @@ COPY wheelhouse/ /tmp/envkit/wheelhouse/
 COPY ca-bundle.pem /tmp/envkit/ca-bundle.pem
 RUN python3 -m venv /opt/venv \
  && PIP_CERT=/tmp/envkit/ca-bundle.pem /opt/venv/bin/pip install --no-cache-dir /tmp/envkit/wheelhouse/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl --find-links /tmp/envkit/wheelhouse \
- && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__" \
- && rm -rf /tmp/envkit
+ && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.13.0', torch.__version__"
 
 FROM python AS final
 # devel: compilers and headers for building extensions against this torch.
@@ -33,7 +32,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 LABEL \
       io.envkit.arch-list="" \
       io.envkit.cell="2.13.0-cpu-py3.11-debian12-devel" \
-      io.envkit.content-hash="4124156753031466780182ac872a879e3901dd36a17b0131240e0516ea6d45b5" \
+      io.envkit.content-hash="3d76e8d1d207f4f01081d967c62c2a1d225b4236d24dea7ab5c3c47b729ca934" \
       io.envkit.cuda="" \
       io.envkit.cuda-full="" \
       io.envkit.cudnn="" \

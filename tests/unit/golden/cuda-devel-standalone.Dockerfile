@@ -30,9 +30,9 @@ RUN ln -s /opt/python/bin/python3 /usr/local/bin/python3 \
 FROM python AS deps
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir torch==2.6.0 --index-url https://example.org/whl/cu124 \
- && /opt/venv/bin/pip install --no-cache-dir numpy==2.1.3 \
- && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.6.0', torch.__version__" \
- && rm -rf /tmp/envkit
+ && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.6.0', torch.__version__"
+# Extra packages in their own layer: cells that differ only here share the torch layer above.
+RUN /opt/venv/bin/pip install --no-cache-dir numpy==2.1.3
 
 FROM python AS final
 # devel: compilers and headers for building extensions against this torch.
@@ -46,7 +46,7 @@ LABEL \
       com.example.team="ml \"infra\" \$HOME" \
       io.envkit.arch-list="5.0;6.0;7.0;7.5;8.0;8.6;9.0" \
       io.envkit.cell="2.6.0-cu124-py3.12-ubuntu22.04-devel" \
-      io.envkit.content-hash="154e149548ee52d38f3bc98ca6f6ace4dbb7f0b8b5e56bf1a481ce547dfefb90" \
+      io.envkit.content-hash="f10d9fd8e61a0e72ef59ff72b667f1ddf7fa62355256fb7b8cef17c40547686b" \
       io.envkit.cuda="12.4" \
       io.envkit.cuda-full="12.4.1" \
       io.envkit.cudnn="9.1.0.70" \

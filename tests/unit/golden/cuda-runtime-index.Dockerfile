@@ -17,8 +17,7 @@ RUN apt-get update \
 FROM python AS deps
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir torch==2.6.0 --index-url https://example.org/whl/cu124 \
- && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.6.0', torch.__version__" \
- && rm -rf /tmp/envkit
+ && /opt/venv/bin/python -c "import torch; assert torch.__version__.split('+')[0] == '2.6.0', torch.__version__"
 
 FROM python AS final
 COPY --from=deps /opt/venv /opt/venv
@@ -27,7 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 LABEL \
       io.envkit.arch-list="5.0;6.0;7.0;7.5;8.0;8.6;9.0" \
       io.envkit.cell="2.6.0-cu124-py3.11-ubuntu22.04-runtime" \
-      io.envkit.content-hash="fd1957cf469c2f34fc1746220dcd67fe61cef6e7ec1c886c8a034a2a7a560a48" \
+      io.envkit.content-hash="ceb04616924768d2b928d22adc636bf21c75b3202602ff4bf1d68bc9e5fd033a" \
       io.envkit.cuda="12.4" \
       io.envkit.cuda-full="12.4.1" \
       io.envkit.cudnn="9.1.0.70" \
