@@ -5,7 +5,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Line breaks (incl. NEL and U+2028/9), other controls and lone surrogates: shown escaped in messages, so
+# text quoted from a document can neither forge a second `envkit: error:` line nor fail to encode.
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def visible(text: str) -> str:
+    """`text` on one line: control characters, line separators and lone surrogates as escapes."""
+    return _INVISIBLE.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -17,11 +27,11 @@ class Where:
     key: str | None = None
 
     def __str__(self) -> str:
-        text = self.file
+        text = visible(self.file)
         if self.line is not None:
             text += f":{self.line}"
         if self.key:
-            text += f": {self.key}"
+            text += f": {visible(self.key)}"
         return text
 
 
@@ -50,9 +60,12 @@ class CheckFailed(EnvkitError):
 
 
 class ConfigError(EnvkitError):
-    """Bad matrix, policy or report file (exit 2)."""
+    """Bad matrix, policy or report file (exit 2); message and hint are kept to one line each."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, where: Where | None = None, hint: str | None = None) -> None:
+        super().__init__(visible(message), where=where, hint=None if hint is None else visible(hint))
 
 
 class UsageError(EnvkitError):

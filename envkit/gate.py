@@ -12,7 +12,7 @@ from pathlib import Path
 
 from envkit.errors import ConfigError, Where
 from envkit.policy import BaselineRule, Policy, Requirement, Tolerance
-from envkit.report import Check, Report, load_report, metric_direction
+from envkit.report import Check, Report, check_path, load_report, metric_direction
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
@@ -220,6 +220,7 @@ def _threshold_finding(
 
 def load_baselines(path: Path) -> list[Report]:
     """Every report in a baseline file or folder (*.json, sorted); a missing path is a ConfigError."""
+    check_path(path, "the baseline path")
     if path.is_dir():
         files = sorted(path.glob("*.json"))
         if not files:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit import safety
-from envkit.errors import ConfigError, Where
+from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.yamlsrc import SourceDoc, load_file
 
 AXES = ("torch", "cuda", "cudnn", "python", "os", "flavor")
@@ -53,6 +53,7 @@ class ImageNaming:
     repository: str
     registry: str | None = None
     tag: str = DEFAULT_TAG
+    tag_where: Where | None = field(default=None, compare=False, repr=False)
 
     @property
     def full_repository(self) -> str:
@@ -134,7 +135,7 @@ def parse_matrix(doc: SourceDoc) -> Matrix:
     axes, axis_where = _parse_axes(doc)
     matrix = Matrix(
         file=doc.file,
-        name=_text(doc, ("name",), default=Path(doc.file).stem),
+        name=_parse_name(doc),
         image=_parse_image(doc),
         strict=_bool(doc, ("strict",), default=False),
         axes=axes,
@@ -315,6 +316,20 @@ def _mapping(doc: SourceDoc, path: tuple[Any, ...]) -> dict[Any, Any]:
     return value
 
 
+def _parse_name(doc: SourceDoc) -> str:
+    name = _text(doc, ("name",), default=Path(doc.file).stem)
+    try:
+        return safety.path_part(name)
+    except UnsafeValueError as exc:
+        # The name becomes a folder, .envkit/<name>/, for build logs and promotion records.
+        raise UnsafeValueError(
+            exc.message,
+            where=doc.where("name"),
+            hint="the name is a folder name: letters, digits and . _ + - "
+            "(set `name:` when the file's name has other characters)",
+        ) from None
+
+
 def _parse_image(doc: SourceDoc) -> ImageNaming:
     data = _mapping(doc, ("image",))
     if not data:
@@ -328,9 +343,12 @@ def _parse_image(doc: SourceDoc) -> ImageNaming:
     registry = data.get("registry")
     if registry is not None:
         registry = safety.registry(_text(doc, ("image", "registry")), doc.where("image", "registry"))
+        # Each part may fit the name limit while both together do not.
+        safety.repository(f"{registry}/{repository}", doc.where("image", "repository"))
     template = _text(doc, ("image", "tag"), default=DEFAULT_TAG)
-    _check_tag_template(template, doc.where("image", "tag"))
-    return ImageNaming(repository=repository, registry=registry, tag=template)
+    tag_where = doc.where("image", "tag")
+    _check_tag_template(template, tag_where)
+    return ImageNaming(repository=repository, registry=registry, tag=template, tag_where=tag_where)
 
 
 TAG_FIELDS = (

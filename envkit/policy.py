@@ -23,7 +23,7 @@ DEFAULT_TOLERANCE = 0.05
 _TOP_KEYS = ("version", "strict", "require", "allow_skip", "ignore", "thresholds", "baseline")
 _THRESHOLD_KEYS = ("check", "metric", "min", "max", "gpu", "profile")
 _BASELINE_KEYS = ("path", "tolerance")
-_PATTERN = re.compile(r"^[A-Za-z0-9 _.*?\[\]!:/()+-]{1,128}$")
+_PATTERN = re.compile(r"^[A-Za-z0-9 _.*?\[\]!:/()+-]{1,128}\Z")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,7 +249,7 @@ class _PolicyParser:
         return value
 
     def number(self, value: Any, path: tuple[Any, ...]) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise self.fail(path, f"expected a finite number, got {value!r}")
         return value
 
@@ -337,6 +337,11 @@ class _PolicyParser:
         if not 0 <= number <= 10:
             raise self.fail(path, f"tolerance {number} is out of range", "write 0.05 for 5 %")
         return number
+
+
+def _finite(value: float) -> bool:
+    # math.isfinite() of an int beyond float range raises OverflowError (YAML allows `0xfff...`).
+    return abs(value) <= 1e300 and math.isfinite(value)
 
 
 def _num(value: float | None) -> str:

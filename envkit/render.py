@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 
 from envkit import safety
-from envkit.errors import ConfigError, UnsafeValueError
+from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.resolve import Cell, Plan, download_sources, python_builds
 
 CA_BUNDLE_NAME = "ca-bundle.pem"
@@ -321,7 +321,7 @@ def _wheelhouse_files(cell: Cell, folder: Path) -> dict[str, Path]:
         # Only this cell's torch wheel goes into its context: other torch wheels are large and unused.
         if match["name"] == "torch" and match["version"].split("+")[0] != cell.torch:
             continue
-        files[f"{WHEELHOUSE_DIR}/{safety.path_part(path.name)}"] = path
+        files[f"{WHEELHOUSE_DIR}/{safety.path_part(path.name, Where(str(path)))}"] = path
     return files
 
 

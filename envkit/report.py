@@ -23,16 +23,19 @@ SCHEMA = "envkit.report/1"
 STATUSES = ("PASS", "WARN", "FAIL", "SKIP", "ERROR")
 PROFILES = ("quick", "full")
 MODES = ("container", "local")
-MAX_REPORT_BYTES = 16 * 1024 * 1024
+# json builds every value before any check runs: 16 MiB of `[{},{},...]` peaked at 850 MB.
+MAX_REPORT_BYTES = 4 * 1024 * 1024
 MAX_STRING_CHARS = 65_536
 MAX_DEPTH = 32
 
-CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-METRIC_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# \Z, not $: `$` also matches before a trailing newline.
+CHECK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
+METRIC_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 # C0 controls (except tab/newline where multi-line text is allowed), DEL and C1 controls: they can
-# rewrite a terminal or break XML, and no honest report needs them.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# rewrite a terminal or break XML, and no honest report needs them. Lone surrogates cannot be written
+# as UTF-8 and U+FFFE/U+FFFF are not XML characters, so they are refused with them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 HIGHER_IS_BETTER = frozenset(
     {"decode_tokens_per_s", "tokens_per_s_nocache", "kv_speedup", "bandwidth_utilisation"}
@@ -420,7 +423,8 @@ class _Reader:
     def number(self, value: Any, path: tuple[Any, ...], *, minimum: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(path, f"expected a number, got {_kind(value)}")
-        if not math.isfinite(value) or abs(value) > 1e300:
+        # abs() first: math.isfinite() of an int beyond float range raises OverflowError.
+        if abs(value) > 1e300 or not math.isfinite(value):
             raise self.fail(path, "number must be finite")
         if minimum is not None and value < minimum:
             raise self.fail(path, f"number {value} is below {minimum}")
@@ -612,10 +616,25 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def check_path(path: Path, what: str) -> None:
+    """Refuse a path the file system cannot even look up (e.g. a name too long) as a ConfigError.
+
+    `is_dir()` and `exists()` raise for such errors instead of answering False; "not found" is left to
+    the caller, which says it in its own words.
+    """
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}", where=Where(str(path))) from None
+
+
 def load_reports(paths: list[Path]) -> list[Report]:
     """Reports from files and folders (a folder gives its *.json files, sorted by name)."""
     reports: list[Report] = []
     for path in paths:
+        check_path(path, "the report path")
         if path.is_dir():
             files = sorted(path.glob("*.json"))
             if not files:

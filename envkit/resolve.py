@@ -174,7 +174,7 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
         arch_list=variant.arch_list,
         packages=request.settings.packages,
         repository=matrix.image.full_repository,
-        tag=safety.tag(matrix.image.tag.format(**fields), matrix.where),
+        tag=safety.tag(matrix.image.tag.format(**fields), matrix.image.tag_where or matrix.where),
         origin=request.origin,
         where=request.where,
     )

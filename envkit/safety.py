@@ -10,13 +10,14 @@ import re
 
 from envkit.errors import UnsafeValueError, Where
 
-_VERSION = re.compile(r"\d{1,4}(\.\d{1,6}){0,3}")
-_LOCAL_VERSION = re.compile(r"\d{1,4}(\.\d{1,6}){0,3}(\+[a-z0-9]{1,16})?")
+# [0-9], not \d: in a str pattern \d also matches other scripts' digits ("２.６", "٣.١١").
+_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6}){0,3}")
+_LOCAL_VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,6}){0,3}(\+[a-z0-9]{1,16})?")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # Docker reference grammar (distribution/reference), restricted to lower-case path components.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::\d{{1,5}})?)"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?)"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
 _REGISTRY = re.compile(rf"{_DOMAIN}(?:/{_COMPONENT})*")
@@ -28,14 +29,18 @@ _REQUIREMENT = re.compile(
     r"(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
     r"(?:(?:===|==|!=|~=|>=|<=|<|>)[A-Za-z0-9.*+!_-]{1,64}(?:,(?:===|==|!=|~=|>=|<=|<|>)[A-Za-z0-9.*+!_-]{1,64})*)?"
 )
-_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~%/+-]*)?")
+_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%/+-]*)?")
 _LABEL_KEY = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,126}[a-z0-9])?")
 _PATH_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 MAX_LABEL_VALUE = 1024
+MAX_NAME = 255  # Docker's limit on a repository name, registry host included
+MAX_IMAGE_REF = MAX_NAME + len(":") + 128 + len("@sha256:") + 64
 
 
-def _check(pattern: re.Pattern[str], value: object, what: str, where: Where | None, example: str) -> str:
-    if not isinstance(value, str) or not pattern.fullmatch(value):
+def _check(
+    pattern: re.Pattern[str], value: object, what: str, where: Where | None, example: str, limit: int = 0
+) -> str:
+    if not isinstance(value, str) or (limit and len(value) > limit) or not pattern.fullmatch(value):
         shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
         raise UnsafeValueError(f"{shown} is not a valid {what}", where=where, hint=f"expected e.g. {example}")
     return value
@@ -59,17 +64,19 @@ def tag(value: object, where: Where | None = None) -> str:
 
 def repository(value: object, where: Where | None = None) -> str:
     """An image repository name, optionally with a registry host (lower case)."""
-    return _check(_REPOSITORY, value, "image repository", where, "ghcr.io/acme/pytorch")
+    return _check(_REPOSITORY, value, "image repository", where, "ghcr.io/acme/pytorch", MAX_NAME)
 
 
 def registry(value: object, where: Where | None = None) -> str:
     """A registry host[:port], optionally with a path prefix (e.g. ghcr.io/acme or localhost:5000)."""
-    return _check(_REGISTRY, value, "registry", where, "ghcr.io/acme or localhost:5000")
+    return _check(_REGISTRY, value, "registry", where, "ghcr.io/acme or localhost:5000", MAX_NAME)
 
 
 def image_ref(value: object, where: Where | None = None) -> str:
     """A full image reference: repository[:tag][@sha256:digest]."""
-    return _check(_IMAGE_REF, value, "image reference", where, "nvidia/cuda:12.4.1-base-ubuntu22.04")
+    return _check(
+        _IMAGE_REF, value, "image reference", where, "nvidia/cuda:12.4.1-base-ubuntu22.04", MAX_IMAGE_REF
+    )
 
 
 def requirement(value: object, where: Where | None = None) -> str:

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from envkit.errors import UsageError
+from envkit import safety
+from envkit.errors import UnsafeValueError, UsageError
 from envkit.matrix import load_matrix
 from envkit.render import RenderOptions
 from envkit.resolve import Cell, Plan, plan
@@ -78,6 +79,14 @@ def parse_secrets(items: list[str]) -> dict[str, Path]:
         secret_id, sep, file = item.partition("=")
         if not sep or not secret_id or not file:
             raise UsageError(f"--secret {item!r}: expected ID=FILE")
+        try:
+            safety.path_part(secret_id)
+        except UnsafeValueError:
+            # The id lands in a RUN --mount option and names a file under /run/secrets.
+            raise UsageError(
+                f"--secret {secret_id!r}: not a valid secret id",
+                hint="letters, digits and . _ + -, starting with a letter or digit (e.g. pip-token)",
+            ) from None
         if not Path(file).is_file():
             raise UsageError(f"--secret {secret_id}: {file} is not a readable file")
         secrets[secret_id] = Path(file)
