@@ -101,12 +101,12 @@ def hash_tag(content_hash: str) -> str:
 def render_plan(plan: Plan, options: RenderOptions, hasher: FileHasher | None = None) -> list[BuildContext]:
     """Render every cell of a plan, in plan order."""
     hasher = hasher or FileHasher()
-    return [render_cell(cell, plan.matrix.file, plan.matrix.labels, options, hasher) for cell in plan.cells]
+    return [render_cell(cell, plan.matrix.name, plan.matrix.labels, options, hasher) for cell in plan.cells]
 
 
 def render_cell(
     cell: Cell,
-    matrix_file: str,
+    matrix_name: str,
     extra_labels: Mapping[str, str],
     options: RenderOptions,
     hasher: FileHasher | None = None,
@@ -115,8 +115,8 @@ def render_cell(
     hasher = hasher or FileHasher()
     _check_cell(cell)
     files = _context_files(cell, options)
-    labels = cell_labels(cell, matrix_file, extra_labels)
-    variables = _template_variables(cell, matrix_file, options, files)
+    labels = cell_labels(cell, matrix_name, extra_labels)
+    variables = _template_variables(cell, matrix_name, options, files)
     body = _template().render(**variables, labels=sorted(labels.items()))
     content_hash = _content_hash(body, files, hasher)
     labels = {**labels, "io.envkit.content-hash": content_hash}
@@ -132,7 +132,7 @@ def render_cell(
     )
 
 
-def cell_labels(cell: Cell, matrix_file: str, extra: Mapping[str, str]) -> dict[str, str]:
+def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[str, str]:
     """OCI labels plus envkit labels carrying every resolved version (the probe checks them)."""
     labels = {
         "org.opencontainers.image.title": cell.repository.rsplit("/", 1)[-1],
@@ -143,7 +143,8 @@ def cell_labels(cell: Cell, matrix_file: str, extra: Mapping[str, str]) -> dict[
         "org.opencontainers.image.base.name": cell.base,
         "org.opencontainers.image.ref.name": cell.tag,
         "io.envkit.managed": "true",
-        "io.envkit.matrix": Path(matrix_file).name,
+        # The matrix's name, not its file: moving or renaming the file must not change any image.
+        "io.envkit.matrix": matrix_name,
         "io.envkit.cell": cell.id,
         "io.envkit.torch": cell.torch,
         "io.envkit.torch-variant": cell.variant,
@@ -217,7 +218,7 @@ def _refuse_multiline(value: Any) -> Any:
 
 
 def _template_variables(
-    cell: Cell, matrix_file: str, options: RenderOptions, files: Mapping[str, Path]
+    cell: Cell, matrix_name: str, options: RenderOptions, files: Mapping[str, Path]
 ) -> dict[str, Any]:
     wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
     build = python_builds().get(cell.python)
@@ -226,7 +227,7 @@ def _template_variables(
         archive = f"cpython-{build.full_version}+{build.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
     return {
         "cell": cell,
-        "matrix_file": Path(matrix_file).name,
+        "matrix_name": matrix_name,
         "python_tuple": ", ".join(cell.python.split(".")),
         "python_build": build,
         "python_url": f"{download_sources()['python_build_standalone']}/{build.release}" if build else "",

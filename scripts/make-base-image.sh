@@ -36,7 +36,7 @@ add_python() {
     say "adding ${PACKAGES//,/ } to $1 as ${TAG}"
     # DOCKER_BUILDKIT=0: the classic builder works with every CLI (a new one without buildx refuses BuildKit).
     DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$TAG" \
-        --label io.envkit.managed=true --label "org.opencontainers.image.description=${DESCRIPTION}" - \
+        --label io.envkit.base=true --label "org.opencontainers.image.description=${DESCRIPTION}" - \
         >/dev/null <<EOF
 FROM $1
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
@@ -66,7 +66,7 @@ debootstrap_import() {
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["/bin/bash"]' \
-        --change 'LABEL io.envkit.managed=true' \
+        --change 'LABEL io.envkit.base=true' \
         --change "LABEL org.opencontainers.image.description=\"${DESCRIPTION}\"" \
         - "$TAG" >/dev/null
     say "imported ${TAG}"

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     options = render_options(args)
     hasher = FileHasher()
     contexts = [
-        render_cell(cell, the_plan.matrix.file, the_plan.matrix.labels, options, hasher)
+        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
         for cell in selected_cells(the_plan, args.only)
     ]
     backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")

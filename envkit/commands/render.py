@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     options = render_options(args)
     hasher = FileHasher()
     contexts = [
-        render_cell(cell, the_plan.matrix.file, the_plan.matrix.labels, options, hasher)
+        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
         for cell in selected_cells(the_plan, args.only)
     ]
     if args.output.exists() and not args.output.is_dir():

@@ -281,7 +281,7 @@ FILE_NAME_CASES = [
 
 @pytest.mark.parametrize("case", FILE_NAME_CASES)
 def test_matrix_file_name(tmp_path: Path, clean: BuildContext, case: str) -> None:
-    """The matrix's file name reaches a Dockerfile comment and the io.envkit.matrix label."""
+    """The matrix's file name reaches error messages only; images carry the matrix's `name`."""
     path = tmp_path / (hostile.injection(case, "m") + ".yaml")
     path.write_bytes(hostile.to_json_yaml(hostile.VALID_MATRIX))
     try:
@@ -291,7 +291,8 @@ def test_matrix_file_name(tmp_path: Path, clean: BuildContext, case: str) -> Non
         hostile.assert_one_line_error(error, str(path))
         return
     assert_safe_render(context, clean)
-    assert context.labels["io.envkit.matrix"] == path.name
+    assert context.labels["io.envkit.matrix"] == hostile.VALID_MATRIX["name"]
+    assert path.name not in context.dockerfile
 
 
 # --- `envkit render --secret ID=FILE` and `--wheelhouse DIR` -----------------------------------------

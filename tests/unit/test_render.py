@@ -61,18 +61,18 @@ def golden(name: str, text: str) -> None:
 
 
 def test_golden_cuda_runtime_from_index() -> None:
-    golden("cuda-runtime-index.Dockerfile", render_cell(CUDA_CELL, "m.yaml", {}, RenderOptions()).dockerfile)
+    golden("cuda-runtime-index.Dockerfile", render_cell(CUDA_CELL, "m", {}, RenderOptions()).dockerfile)
 
 
 def test_golden_standalone_python_devel_with_packages() -> None:
-    ctx = render_cell(STANDALONE_DEVEL, "m.yaml", {"com.example.team": 'ml "infra" $HOME'}, RenderOptions())
+    ctx = render_cell(STANDALONE_DEVEL, "m", {"com.example.team": 'ml "infra" $HOME'}, RenderOptions())
     golden("cuda-devel-standalone.Dockerfile", ctx.dockerfile)
     assert 'com.example.team="ml \\"infra\\" \\$HOME"' in ctx.dockerfile
 
 
 def test_golden_cpu_wheelhouse_with_ca_bundle(wheelhouse: Path, ca_bundle: Path) -> None:
     ctx = render_cell(
-        WHEELHOUSE_CELL, "m.yaml", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
+        WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
     )
     golden("cpu-wheelhouse-ca.Dockerfile", ctx.dockerfile)
     assert sorted(ctx.files) == [
@@ -84,7 +84,7 @@ def test_golden_cpu_wheelhouse_with_ca_bundle(wheelhouse: Path, ca_bundle: Path)
 
 def test_golden_buildkit_secret_and_cache_mount(wheelhouse: Path, ca_bundle: Path) -> None:
     options = RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle, buildkit=True, cache_mounts=True)
-    ctx = render_cell(WHEELHOUSE_CELL, "m.yaml", {}, options)
+    ctx = render_cell(WHEELHOUSE_CELL, "m", {}, options)
     golden("cpu-wheelhouse-buildkit.Dockerfile", ctx.dockerfile)
     assert "ca-bundle.pem" not in ctx.files and ctx.secrets == ("ca-bundle",)
     assert "# syntax=" not in ctx.dockerfile  # the frontend image cannot be pulled everywhere
@@ -92,7 +92,7 @@ def test_golden_buildkit_secret_and_cache_mount(wheelhouse: Path, ca_bundle: Pat
 
 def test_ca_bundle_and_wheels_stay_out_of_the_final_stage(wheelhouse: Path, ca_bundle: Path) -> None:
     ctx = render_cell(
-        WHEELHOUSE_CELL, "m.yaml", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
+        WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
     )
     final = ctx.dockerfile.split("AS final", 1)[1]
     assert "ca-bundle" not in final and "/tmp/envkit" not in final and "PIP_CERT" not in final
@@ -100,7 +100,7 @@ def test_ca_bundle_and_wheels_stay_out_of_the_final_stage(wheelhouse: Path, ca_b
 
 
 def test_labels_carry_every_resolved_version_and_the_hash() -> None:
-    ctx = render_cell(CUDA_CELL, "m.yaml", {}, RenderOptions())
+    ctx = render_cell(CUDA_CELL, "m", {}, RenderOptions())
     labels = ctx.labels
     assert labels["io.envkit.torch"] == "2.6.0" and labels["io.envkit.cudnn"] == "9.1.0.70"
     assert labels["io.envkit.driver-floor"] == "550.54.14" and labels["io.envkit.cuda-full"] == "12.4.1"
@@ -112,32 +112,32 @@ def test_labels_carry_every_resolved_version_and_the_hash() -> None:
 
 def test_render_is_reproducible_and_hash_follows_content(tmp_path: Path, wheelhouse: Path) -> None:
     options = RenderOptions(wheelhouse=wheelhouse)
-    one, two = (render_cell(WHEELHOUSE_CELL, "m.yaml", {}, options) for _ in range(2))
+    one, two = (render_cell(WHEELHOUSE_CELL, "m", {}, options) for _ in range(2))
     assert one.dockerfile == two.dockerfile and one.content_hash == two.content_hash
     one.write(tmp_path / "a")
     two.write(tmp_path / "b")
     for rel in ("Dockerfile", *one.files):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
     (wheelhouse / "sympy-1.13.3-py3-none-any.whl").write_bytes(b"a different sympy")
-    assert render_cell(WHEELHOUSE_CELL, "m.yaml", {}, options).content_hash != one.content_hash
+    assert render_cell(WHEELHOUSE_CELL, "m", {}, options).content_hash != one.content_hash
     changed = replace(WHEELHOUSE_CELL, packages=("numpy==2.1.3",))
-    assert render_cell(changed, "m.yaml", {}, options).content_hash != one.content_hash
+    assert render_cell(changed, "m", {}, options).content_hash != one.content_hash
 
 
 def test_rotating_the_ca_bundle_does_not_change_the_hash(wheelhouse: Path, ca_bundle: Path) -> None:
     options = RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
-    before = render_cell(WHEELHOUSE_CELL, "m.yaml", {}, options).content_hash
+    before = render_cell(WHEELHOUSE_CELL, "m", {}, options).content_hash
     ca_bundle.write_text("-----BEGIN CERTIFICATE-----\nROTATED\n-----END CERTIFICATE-----\n")
-    assert render_cell(WHEELHOUSE_CELL, "m.yaml", {}, options).content_hash == before
+    assert render_cell(WHEELHOUSE_CELL, "m", {}, options).content_hash == before
 
 
 def test_wheelhouse_without_the_right_torch_is_a_clear_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match=r"no torch 2\.13\.0 wheel for cpu and cp311"):
-        render_cell(WHEELHOUSE_CELL, "m.yaml", {}, RenderOptions(wheelhouse=empty))
+        render_cell(WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=empty))
     with pytest.raises(ConfigError, match="--wheelhouse"):
-        render_cell(WHEELHOUSE_CELL, "m.yaml", {}, RenderOptions())
+        render_cell(WHEELHOUSE_CELL, "m", {}, RenderOptions())
 
 
 @pytest.mark.parametrize(
@@ -153,14 +153,14 @@ def test_wheelhouse_without_the_right_torch_is_a_clear_error(tmp_path: Path) -> 
 def test_unsafe_values_never_reach_the_dockerfile(changes: dict[str, object]) -> None:
     bad = replace(CPU_CELL, **changes)  # type: ignore[arg-type]
     with pytest.raises(UnsafeValueError):
-        render_cell(bad, "m.yaml", {}, RenderOptions())
+        render_cell(bad, "m", {}, RenderOptions())
 
 
 def test_requirements_with_comparison_operators_are_shell_quoted() -> None:
-    ctx = render_cell(replace(CPU_CELL, packages=("numpy>=2.1,<3", "rich==13.9.4")), "m.yaml", {}, RenderOptions())
+    ctx = render_cell(replace(CPU_CELL, packages=("numpy>=2.1,<3", "rich==13.9.4")), "m", {}, RenderOptions())
     assert "install --no-cache-dir 'numpy>=2.1,<3' rich==13.9.4" in ctx.dockerfile
 
 
 def test_unsafe_extra_label_is_rejected() -> None:
     with pytest.raises(UnsafeValueError):
-        render_cell(CPU_CELL, "m.yaml", {"com.example.x": "a\nRUN evil"}, RenderOptions())
+        render_cell(CPU_CELL, "m", {"com.example.x": "a\nRUN evil"}, RenderOptions())

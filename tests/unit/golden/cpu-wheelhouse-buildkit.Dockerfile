@@ -1,4 +1,4 @@
-# Rendered by envkit from m.yaml, cell 2.13.0-cpu-py3.11-debian12-devel. Edit the matrix, not this file.
+# Rendered by envkit from matrix m, cell 2.13.0-cpu-py3.11-debian12-devel. Edit the matrix, not this file.
 # torch 2.13.0 (cpu) · python 3.11 (distro) · debian12 · devel
 FROM envkit-local/debian:bookworm AS python
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -31,14 +31,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 LABEL \
       io.envkit.arch-list="" \
       io.envkit.cell="2.13.0-cpu-py3.11-debian12-devel" \
-      io.envkit.content-hash="85b02f43ffdcca59d82922d8abcc10797a96603ddbdce72e76541942be0d505e" \
+      io.envkit.content-hash="8880b22ca9e4e9afa6a37fb484d833d5d084fef3773f17dc5b8b4a0f3bd5720f" \
       io.envkit.cuda="" \
       io.envkit.cuda-full="" \
       io.envkit.cudnn="" \
       io.envkit.driver-floor="" \
       io.envkit.flavor="devel" \
       io.envkit.managed="true" \
-      io.envkit.matrix="m.yaml" \
+      io.envkit.matrix="m" \
       io.envkit.nccl="" \
       io.envkit.os="debian12" \
       io.envkit.python="3.11" \

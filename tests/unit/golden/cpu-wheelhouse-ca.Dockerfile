@@ -1,4 +1,4 @@
-# Rendered by envkit from m.yaml, cell 2.13.0-cpu-py3.11-debian12-devel. Edit the matrix, not this file.
+# Rendered by envkit from matrix m, cell 2.13.0-cpu-py3.11-debian12-devel. Edit the matrix, not this file.
 # torch 2.13.0 (cpu) · python 3.11 (distro) · debian12 · devel
 FROM envkit-local/debian:bookworm AS python
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -32,14 +32,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 LABEL \
       io.envkit.arch-list="" \
       io.envkit.cell="2.13.0-cpu-py3.11-debian12-devel" \
-      io.envkit.content-hash="3d76e8d1d207f4f01081d967c62c2a1d225b4236d24dea7ab5c3c47b729ca934" \
+      io.envkit.content-hash="1bd27ad1377c415b3d27ef8881a34240a2d670620c0e99c8ee6cce5953718b26" \
       io.envkit.cuda="" \
       io.envkit.cuda-full="" \
       io.envkit.cudnn="" \
       io.envkit.driver-floor="" \
       io.envkit.flavor="devel" \
       io.envkit.managed="true" \
-      io.envkit.matrix="m.yaml" \
+      io.envkit.matrix="m" \
       io.envkit.nccl="" \
       io.envkit.os="debian12" \
       io.envkit.python="3.11" \

@@ -1,4 +1,4 @@
-# Rendered by envkit from m.yaml, cell 2.6.0-cu124-py3.12-ubuntu22.04-devel. Edit the matrix, not this file.
+# Rendered by envkit from matrix m, cell 2.6.0-cu124-py3.12-ubuntu22.04-devel. Edit the matrix, not this file.
 # torch 2.6.0 (cu124) · python 3.12 (standalone) · ubuntu22.04 · devel
 # A pinned CPython 3.12.7 (python-build-standalone 20241016),
 # verified against the release's SHA256SUMS, fetched in a stage of its own.
@@ -46,14 +46,14 @@ LABEL \
       com.example.team="ml \"infra\" \$HOME" \
       io.envkit.arch-list="5.0;6.0;7.0;7.5;8.0;8.6;9.0" \
       io.envkit.cell="2.6.0-cu124-py3.12-ubuntu22.04-devel" \
-      io.envkit.content-hash="f10d9fd8e61a0e72ef59ff72b667f1ddf7fa62355256fb7b8cef17c40547686b" \
+      io.envkit.content-hash="5d1a045733b974872ed94dbb28910b3caaf650194befaf7e5342442c46dd6a0d" \
       io.envkit.cuda="12.4" \
       io.envkit.cuda-full="12.4.1" \
       io.envkit.cudnn="9.1.0.70" \
       io.envkit.driver-floor="550.54.14" \
       io.envkit.flavor="devel" \
       io.envkit.managed="true" \
-      io.envkit.matrix="m.yaml" \
+      io.envkit.matrix="m" \
       io.envkit.nccl="" \
       io.envkit.os="ubuntu22.04" \
       io.envkit.python="3.12" \

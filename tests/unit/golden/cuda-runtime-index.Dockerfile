@@ -1,4 +1,4 @@
-# Rendered by envkit from m.yaml, cell 2.6.0-cu124-py3.11-ubuntu22.04-runtime. Edit the matrix, not this file.
+# Rendered by envkit from matrix m, cell 2.6.0-cu124-py3.11-ubuntu22.04-runtime. Edit the matrix, not this file.
 # torch 2.6.0 (cu124) · python 3.10 (distro) · ubuntu22.04 · runtime
 FROM nvidia/cuda:12.4.1-base-ubuntu22.04 AS python
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -26,14 +26,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 LABEL \
       io.envkit.arch-list="5.0;6.0;7.0;7.5;8.0;8.6;9.0" \
       io.envkit.cell="2.6.0-cu124-py3.11-ubuntu22.04-runtime" \
-      io.envkit.content-hash="ceb04616924768d2b928d22adc636bf21c75b3202602ff4bf1d68bc9e5fd033a" \
+      io.envkit.content-hash="ca3c52963a49498a14f518890173d6149ebed4fc4b1b1ab04f62bb484a1fd6ad" \
       io.envkit.cuda="12.4" \
       io.envkit.cuda-full="12.4.1" \
       io.envkit.cudnn="9.1.0.70" \
       io.envkit.driver-floor="550.54.14" \
       io.envkit.flavor="runtime" \
       io.envkit.managed="true" \
-      io.envkit.matrix="m.yaml" \
+      io.envkit.matrix="m" \
       io.envkit.nccl="" \
       io.envkit.os="ubuntu22.04" \
       io.envkit.python="3.10" \
