@@ -1,7 +1,7 @@
 """envkit benchmarks: costs measured side by side in one run, printed as ratios (`make bench`).
 
     python benchmarks/run.py [--sections plan,build,validate,generate] [--wheelhouse DIR] [--ca-bundle FILE]
-                             [--out benchmarks/results/cpu-<date>.json]
+                             [--skip-jobs] [--note TEXT] [--out benchmarks/results/<machine>-<sections>.json]
 
 Sections
 - plan:      planning and rendering cost per raw cell for 100, 1,000 and 10,000-cell matrices.
@@ -9,6 +9,7 @@ Sections
              cold builds with --jobs 1 vs --jobs 2. Needs a Docker engine, the base image and a wheelhouse.
 - validate:  `envkit validate IMAGE` vs the same probe with `--local` (container start, copy in/out).
 - generate:  the reference decoder on this CPU: tokens/s with and without the KV cache at 128/512/2048.
+The GPU counterpart (roofline, transformers side by side) is benchmarks/gpu_generation.py.
 Never run from the test suite: numbers depend on the machine; ratios are what the targets are about.
 """
 
@@ -26,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from envkit.matrix import parse_matrix  # noqa: E402
 from envkit.render import FileHasher, RenderOptions, render_plan  # noqa: E402
-from envkit.resolve import plan  # noqa: E402
+from envkit.resolve import Plan, plan  # noqa: E402
 from envkit.yamlsrc import load_text  # noqa: E402
 
 RESULTS: dict[str, Any] = {}
@@ -104,16 +106,21 @@ def matrix_text(
     )
 
 
+def plan_text(text: str) -> Plan:
+    """Parse, expand and resolve a matrix given as YAML text."""
+    return plan(parse_matrix(load_text(text, "bench.yaml")))
+
+
 def bench_plan() -> None:
     say("== planning and rendering cost by matrix size")
     rows = []
-    for raw, axes in SIZES.items():
+    for axes in SIZES.values():
         text = matrix_text(*axes)
         count = 1
         for values in axes:
             count *= len(values)
-        plan_s, the_plan = timed(lambda text=text: plan(parse_matrix(load_text(text, "bench.yaml"))))
-        render_s, contexts = timed(lambda p=the_plan: render_plan(p, RenderOptions(), FileHasher()), repeat=1)
+        plan_s, the_plan = timed(partial(plan_text, text))
+        render_s, _ = timed(partial(render_plan, the_plan, RenderOptions(), FileHasher()), repeat=1)
         kept = len(the_plan.cells)
         rows.append(
             {
@@ -126,7 +133,8 @@ def bench_plan() -> None:
             }
         )
         say(
-            f"  {count:>6} raw cells ({kept:>5} kept): plan {plan_s:7.3f} s ({plan_s / count * 1e6:6.1f} µs/cell), "
+            f"  {count:>6} raw cells ({kept:>5} kept): plan {plan_s:7.3f} s "
+            f"({plan_s / count * 1e6:6.1f} µs/cell), "
             f"render {render_s:7.3f} s ({render_s / max(kept, 1) * 1e3:5.2f} ms/kept cell)"
         )
     base = rows[0]["plan_us_per_raw_cell"]
@@ -155,8 +163,10 @@ def envkit(*argv: str) -> tuple[int, float, str]:
 
 
 def demo_matrix(folder: Path, repository: str, extra: str = "") -> Path:
+    """Write the CPU demo matrix (plus `extra` YAML) to `folder`/cpu-demo.yaml, overwriting it: a user
+    edits a matrix in place, and the one-cell change must differ from the first build only by its edit."""
     text = (ROOT / "images" / "cpu-demo.yaml").read_text().replace("envkit-demo/pytorch", repository)
-    path = folder / f"{uuid.uuid4().hex[:6]}.yaml"
+    path = folder / "cpu-demo.yaml"
     path.write_text(text + extra)
     return path
 
@@ -171,23 +181,16 @@ def build_ratio(args: argparse.Namespace) -> None:
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        matrix = demo_matrix(folder, repository)
-        steps = [
-            ("first build, cold (--no-cache, --jobs 2)", [str(matrix), "--no-cache", "--jobs", "2"]),
-            ("no-op rebuild", [str(matrix)]),
-            (
-                "one-cell change",
-                [
-                    str(
-                        demo_matrix(
-                            folder, repository, "include:\n  - {flavor: cpu, packages: [six==1.16.0]}\n"
-                        )
-                    )
-                ],
-            ),
+        change = "include:\n  - {flavor: cpu, packages: [six==1.16.0]}\n"
+        steps = [  # (name, YAML appended to the demo matrix, extra flags)
+            ("first build, cold (--no-cache, --jobs 2)", "", ["--no-cache", "--jobs", "2"]),
+            ("no-op rebuild", "", []),
+            ("one-cell change", change, []),
         ]
-        for name, argv in steps:
-            code, seconds, output = envkit("build", *argv, *flags, "--report", str(folder / "r.json"))
+        for name, extra, argv in steps:
+            matrix = demo_matrix(folder, repository, extra)
+            report = str(folder / "r.json")
+            code, seconds, output = envkit("build", str(matrix), *argv, *flags, "--report", report)
             if code != 0:
                 say(output[-3000:])
                 raise SystemExit(f"benchmark build failed: {name}")
@@ -196,19 +199,25 @@ def build_ratio(args: argparse.Namespace) -> None:
             say(f"  {name:42} {seconds:7.1f} s  {statuses}")
         first = result["first build, cold (--no-cache, --jobs 2)"]["seconds"]
         noop = result["no-op rebuild"]["seconds"]
-        change = result["one-cell change"]["seconds"]
+        changed = result["one-cell change"]["seconds"]
         say(f"  no-op / first build      = {noop / first:.3f} (target < 0.05)")
         say(
-            f"  one-cell change / first  = {change / first:.3f} (one of two cells; cold cells share no layers)"
+            f"  one-cell change / first  = {changed / first:.3f} "
+            "(one of two cells rebuilt, on top of its cached torch layer)"
         )
+        result["ratios"] = {"noop_over_first": noop / first, "one_cell_change_over_first": changed / first}
         if not args.skip_jobs:
-            code, one_job, _ = envkit("build", str(matrix), "--no-cache", "--jobs", "1", *flags)
+            code, one_job, output = envkit("build", str(matrix), "--no-cache", "--jobs", "1", *flags)
+            if code != 0:
+                say(output[-3000:])
+                raise SystemExit("benchmark build failed: cold build --jobs 1")
             say(f"  cold build --jobs 1      {one_job:7.1f} s")
             say(
-                f"  --jobs 2 speed-up        = {one_job / first:.2f}x (2 cores; both cells install the same torch)"
+                f"  --jobs 2 speed-up        = {one_job / first:.2f}x "
+                "(2 cores; both cells install the same torch)"
             )
             result["jobs1_seconds"] = one_job
-        subprocess.run(["docker", "image", "ls", "-q", repository], capture_output=True, check=False)
+            result["ratios"]["jobs2_speedup"] = one_job / first
         _remove_repository(repository)
     RESULTS["build"] = result
 
@@ -233,10 +242,49 @@ def validate_overhead(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         code_c, container_s, out_c = envkit("validate", image, "--out", f"{tmp}/c.json")
         code_l, local_s, out_l = envkit("validate", "--local", "--out", f"{tmp}/l.json")
-        say(f"  envkit validate {image}: {container_s:6.1f} s (exit {code_c})")
-        say(f"  envkit validate --local:  {local_s:6.1f} s (exit {code_l})")
-        say(f"  container / local = {container_s / local_s:.2f}x; overhead {container_s - local_s:+.1f} s")
-    RESULTS["validate"] = {"image": image, "container_s": container_s, "local_s": local_s}
+        for name, code, output in (("in a container", code_c, out_c), ("--local", code_l, out_l)):
+            if code != 0:
+                say(f"  validate {name} exited {code}; its output ends:\n{output[-2000:]}")
+        reports = {
+            "container": report_timing(Path(tmp, "c.json")),
+            "local": report_timing(Path(tmp, "l.json")),
+        }
+    say(f"  envkit validate {image}: {container_s:6.1f} s (exit {code_c})")
+    say(f"  envkit validate --local:  {local_s:6.1f} s (exit {code_l})")
+    say(f"  container / local = {container_s / local_s:.2f}x; overhead {container_s - local_s:+.1f} s")
+    for name, timing in reports.items():
+        if timing:
+            say(
+                f"  {name:9}: runner {timing['runner_s']:6.1f} s, the checks themselves "
+                f"{timing['checks_s']:6.1f} s, outside the checks {timing['outside_checks_s']:5.1f} s"
+            )
+    RESULTS["validate"] = {
+        "image": image,
+        "profile": "quick",
+        "container_s": container_s,
+        "local_s": local_s,
+        "exit_codes": {"container": code_c, "local": code_l},
+        "overhead_s": container_s - local_s,
+        "ratio": container_s / local_s,
+        "reports": reports,
+    }
+
+
+def report_timing(path: Path) -> dict[str, Any]:
+    """The runner's seconds and the checks' own seconds from a report envkit wrote ({} without one)."""
+    if not path.exists():
+        return {}
+    report = json.loads(path.read_text())
+    checks = {c["id"]: c["duration_s"] for c in report["checks"] if c["id"] != "runner.container"}
+    runner_s, checks_s = report["runner"]["duration_s"], sum(checks.values())
+    # runner - checks is the container's own cost (start, copy in/out, removal), free of the checks'
+    # load-dependent run time, which varies far more between two runs than the overhead itself.
+    return {
+        "runner_s": runner_s,
+        "checks_s": round(checks_s, 2),
+        "outside_checks_s": round(runner_s - checks_s, 2),
+        "check_s": checks,
+    }
 
 
 # --- generation -------------------------------------------------------------------------------------
@@ -247,6 +295,28 @@ def generation(args: argparse.Namespace) -> None:
     from benchmarks.generation import kv_cache_table
 
     RESULTS["generate"] = kv_cache_table(contexts=(128, 512, 2048), device="cpu", say=say)
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "plan": lambda args: bench_plan(),
+    "build": build_ratio,
+    "validate": validate_overhead,
+    "generate": generation,
+}
+
+
+def machine(note: str | None) -> dict[str, Any]:
+    """What the numbers were measured on: CPUs, memory, platform, date, load, and the caller's note."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1),
+        "gpu": None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "note": note,
+    }
 
 
 def main() -> int:
@@ -262,25 +332,31 @@ def main() -> int:
         help="image for the validate section (built by `make demo`)",
     )
     parser.add_argument("--skip-jobs", action="store_true", help="skip the --jobs 1 cold build")
+    parser.add_argument("--note", help="saved with the machine description, e.g. what else was running")
     parser.add_argument("--out", type=Path, help="write the measured numbers here as JSON")
     args = parser.parse_args()
     sections = args.sections.split(",")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     say(f"envkit benchmarks on {platform.node()} ({os.cpu_count()} CPUs, {platform.platform()})")
-    if "plan" in sections:
-        bench_plan()
-    if "build" in sections:
-        build_ratio(args)
-    if "validate" in sections:
-        validate_overhead(args)
-    if "generate" in sections:
-        generation(args)
+    # Other work on the machine moves every number here: the load average is saved with each section.
+    RESULTS["load_average"] = {}
+    RESULTS["section_seconds"] = {}
+    for name in (name for name in SECTIONS if name in sections):
+        before, clock = os.getloadavg(), time.perf_counter()
+        SECTIONS[name](args)
+        RESULTS["section_seconds"][name] = round(time.perf_counter() - clock, 1)
+        RESULTS["load_average"][name] = {"before": before, "after": os.getloadavg()}
+        say(
+            f"  ({name}: {RESULTS['section_seconds'][name]:.0f} s; 1-minute load {before[0]:.1f} -> "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
     if args.out:
-        RESULTS["machine"] = {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        RESULTS["machine"] = machine(args.note)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(RESULTS, indent=2) + "\n")
+        say(f"results: {args.out}")
     return 0
 
 
