@@ -8,8 +8,6 @@ cell tag), so an interrupted or failed build never leaves an image under a cell'
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,11 +20,14 @@ from typing import Any
 from envkit import __version__
 from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo
 from envkit.errors import EngineUnavailable, EnvkitError
+from envkit.gc import scratch_dir
 from envkit.render import BuildContext
 
 BUILD_SCHEMA = "envkit.build/1"
 STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
+# How often a worker waiting on a build looks at the cancel flag.
+CANCEL_POLL_S = 0.2
 
 
 class Cancelled(Exception):
@@ -224,12 +225,12 @@ def _build_one(
             log=None,
         )
     progress(cell.id, "building", "")
-    scratch = Path(tempfile.mkdtemp(prefix=f"envkit-{cell.id}-"))
     try:
-        with log_path.open("w", encoding="utf-8") as log:
+        with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             image_id = _run_build(context, engine, settings, scratch, log, cancel, progress)
         if cancel.is_set():
-            raise Cancelled("interrupted; the finished image was left untagged")
+            discard_untagged(engine, image_id)
+            raise Cancelled("interrupted; the finished image was removed untagged")
         image = _verify_and_tag(context, engine, image_id)
     except BuildFailed as failure:
         return CellResult(
@@ -243,8 +244,6 @@ def _build_one(
             error=failure.message.splitlines()[0],
             log_tail=_tail(log_path),
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return CellResult(
         cell=cell.id,
         image=cell.image,
@@ -290,12 +289,53 @@ def _run_build(
         if line.strip():
             progress(context.cell.id, "building", line.strip()[:100])
 
-    return engine.build(request, on_line)
+    return _cancellable_build(engine, request, on_line, cancel)
+
+
+def _cancellable_build(
+    engine: Engine, request: BuildRequest, on_line: Callable[[str], None], cancel: threading.Event
+) -> str:
+    """engine.build in a daemon thread; raises Cancelled as soon as `cancel` is set.
+
+    A build on a quiet step sends no log line for minutes, so `on_line` alone would hold Ctrl-C that
+    long. The abandoned thread dies with the process; its connection closes and the engine stops the
+    build. Should the build still finish first, its image is removed: nothing will tag it.
+    """
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["image_id"] = engine.build(request, on_line)
+            if cancel.is_set():
+                discard_untagged(engine, outcome["image_id"])
+        except BaseException as error:  # handed to the waiting worker (or dropped once it gave up)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=work, name="envkit-build-stream", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(CANCEL_POLL_S)
+        if cancel.is_set() and thread.is_alive():
+            raise Cancelled("interrupted")
+    if "error" in outcome:
+        raise outcome["error"]
+    return str(outcome["image_id"])
+
+
+def discard_untagged(engine: Engine, image_id: str) -> None:
+    """Remove a finished build's image that will not be tagged; never one that has a name meanwhile."""
+    try:
+        image = engine.image(image_id)
+        if image is not None and not image.tags and not image.digests:
+            engine.remove_image(image_id, force=False)
+    except EnvkitError:
+        pass  # the engine may be gone or refuse; `envkit gc` removes it later
 
 
 def _verify_and_tag(context: BuildContext, engine: Engine, image_id: str) -> Any:
     image = engine.image(image_id)
     if image is None or image.labels.get("io.envkit.content-hash") != context.content_hash:
+        discard_untagged(engine, image_id)
         raise BuildFailed(
             f"the built image {image_id[:19]} does not carry content hash {context.content_hash[:12]}"
         )

@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "envkit.commands.build",
     "envkit.commands.validate",
     "envkit.commands.promote",
+    "envkit.commands.gc",
+    "envkit.commands.doctor",
 )
 
 

@@ -12,21 +12,22 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from envkit import __version__
-from envkit.engine import ContainerSpec, Engine, ExitStatus, ImageInfo
+from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo
 from envkit.errors import ConfigError, EnvkitError
+from envkit.gc import scratch_dir
 from envkit.report import SCHEMA, Report, clean_text, report_from_dict
 
 PROBE_PACKAGE = "envkit_probe"
@@ -36,7 +37,8 @@ PROFILE_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
 ROLE_LABEL = "io.envkit.role"
 LOG_TAIL = 40
 
-# Finds the image's Python: the first candidate that imports torch, else the first that runs at all.
+# Finds the image's Python: the first candidate with torch installed (found, not imported: cheap),
+# else the first that runs at all.
 FIND_PYTHON = r"""
 first=""; chosen=""
 for p in "$ENVKIT_PYTHON" python3 python /opt/venv/bin/python /opt/conda/bin/python \
@@ -45,7 +47,9 @@ for p in "$ENVKIT_PYTHON" python3 python /opt/venv/bin/python /opt/conda/bin/pyt
   command -v "$p" >/dev/null 2>&1 || continue
   "$p" -c 'import sys' >/dev/null 2>&1 || continue
   [ -n "$first" ] || first="$p"
-  if "$p" -c 'import torch' >/dev/null 2>&1; then chosen="$p"; break; fi
+  if "$p" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("torch") is None)' >/dev/null 2>&1; then
+    chosen="$p"; break
+  fi
 done
 chosen="${chosen:-$first}"
 if [ -z "$chosen" ]; then echo "envkit: no Python interpreter in this image" >&2; exit 97; fi
@@ -93,8 +97,8 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
 def validate_local(settings: RunSettings, python: str | None = None) -> Report:
     """Run the probe on this host with `python` (default: this interpreter), without Docker."""
     clock = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="envkit-local-") as tmp:
-        out = Path(tmp) / "result.json"
+    with scratch_dir("envkit-local-") as tmp:
+        out = tmp / "result.json"
         command = [
             python or sys.executable,
             "-m",
@@ -134,8 +138,11 @@ class _ProbeRun:
     logs: str
 
 
-def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSettings) -> _ProbeRun:
-    spec = ContainerSpec(
+def probe_container_spec(image: ImageInfo, settings: RunSettings, ref: str | None = None) -> ContainerSpec:
+    """The container the runner creates for `image` (named `ref`): the probe command, its labels, the
+    user (the image's own unless settings.user), and the sandbox: no network, no capabilities, no new
+    privileges, memory/pids/shm limits."""
+    return ContainerSpec(
         image=image.id,
         command=(
             "/bin/sh",
@@ -150,7 +157,11 @@ def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSett
             f"{WORKDIR}/labels.json",
             *_only_args(settings),
         ),
-        labels={"io.envkit.managed": "true", ROLE_LABEL: "validate", "io.envkit.image": ref[:200]},
+        labels={
+            "io.envkit.managed": "true",
+            ROLE_LABEL: "validate",
+            "io.envkit.image": (ref or image.id)[:200],
+        },
         user=settings.user,
         network_disabled=True,
         mem_limit=settings.memory,
@@ -158,13 +169,21 @@ def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSett
         shm_size=settings.shm,
         gpus=settings.gpus,
     )
-    cid = engine.create(spec)
+
+
+def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSettings) -> _ProbeRun:
+    cid = engine.create(probe_container_spec(image, settings, ref))
     try:
-        with tempfile.TemporaryDirectory(prefix="envkit-probe-") as tmp:
-            engine.put_files(cid, "/tmp", {"envkit": _stage_probe(Path(tmp), image.labels)})
+        with scratch_dir("envkit-probe-") as tmp:
+            engine.put_files(cid, "/tmp", {"envkit": _stage_probe(tmp, image.labels)})
         engine.start(cid)
         status = engine.wait(cid, settings.timeout)
-        raw = engine.get_file(cid, RESULT)
+        try:
+            raw = engine.get_file(cid, RESULT)
+        except EngineError as refused:
+            # The image's own files may stand in the way (a link or folder at the result's path):
+            # that image has no result; the run goes on with the next one.
+            raw, status = None, replace(status, error=status.error or refused.message)
         logs = engine.logs(cid, tail=LOG_TAIL)
     finally:
         engine.remove_container(cid)
@@ -266,12 +285,14 @@ def _runner_check(result: dict[str, Any] | None, fate: dict[str, Any]) -> dict[s
             "hint": "install Python (python3 on PATH, or /opt/venv, /opt/conda) in the image",
         }
     if result is None:
+        killer = _signal_name(fate["exit_code"])
         what = fate["_error"] or f"exit code {fate['exit_code']}"
-        return base | {
-            "status": "ERROR",
-            "summary": f"the probe produced no result ({what})",
-            "hint": "see details.log_tail; an image without /bin/sh cannot run the probe",
-        }
+        if killer and not fate["_error"]:
+            what += f": killed by {killer}"
+        hint = "see details.log_tail; an image without /bin/sh cannot run the probe"
+        if killer:
+            hint = "something outside the probe killed its container (docker kill or stop, a CI timeout)"
+        return base | {"status": "ERROR", "summary": f"the probe produced no result ({what})", "hint": hint}
     if fate["exit_code"] not in (0, None):
         return base | {
             "status": "WARN",
@@ -279,6 +300,16 @@ def _runner_check(result: dict[str, Any] | None, fate: dict[str, Any]) -> dict[s
             "hint": None,
         }
     return base | {"status": "PASS", "summary": "the probe ran to completion", "hint": None}
+
+
+def _signal_name(exit_code: int | None) -> str | None:
+    """SIGKILL for 137: a shell-style exit status of a process a signal ended, else None."""
+    if exit_code is None or not 128 < exit_code < 128 + 65:
+        return None
+    try:
+        return signal.Signals(exit_code - 128).name
+    except ValueError:
+        return None
 
 
 def _assemble(

@@ -67,6 +67,7 @@ class ImageInfo:
     labels: Mapping[str, str]
     size: int
     created: str
+    digests: tuple[str, ...] = ()  # repository@sha256:... names; an image pulled by digest has no tag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,6 +195,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def save(self, ref: str) -> Iterator[bytes]:
         """The image as a `docker save` tarball, streamed in chunks (for layer scans)."""
+
+    def runtimes(self) -> tuple[str, ...] | None:
+        """Names of the container runtimes the engine offers (e.g. runc, nvidia); None when unknown."""
+        return None
 
 
 def get_engine(backend: str = "docker", host: str | None = None) -> Engine:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from envkit.engine import MANAGED_LABEL, BuildFailed, BuildRequest
 from envkit.engine.docker_sdk import LOG_TAIL_LINES, DockerSdkEngine, unreachable
 from envkit.errors import EngineUnavailable, UnsafeValueError
+from envkit.gc import scratch_dir
 
 CLI_ENV = "ENVKIT_DOCKER_CLI"
 # Where distributions install the docker CLI, tried after every `docker` on PATH.
@@ -124,8 +124,9 @@ class BuildKitEngine(DockerSdkEngine):
         env = {**self._env, "DOCKER_BUILDKIT": "1"}
         if self._host_arg:
             env["DOCKER_HOST"] = self._host_arg
-        with tempfile.TemporaryDirectory(prefix="envkit-build-") as tmp:
-            iidfile = Path(tmp) / "iid"
+        # Locked while the build runs, so `envkit gc` cannot remove it under a long build.
+        with scratch_dir("envkit-build-") as tmp:
+            iidfile = tmp / "iid"
             rc, tail = _run_streaming(build_argv(self.cli, req, iidfile), env, on_line)
             if rc != 0:
                 raise self._failure(req, rc, tail)

@@ -139,6 +139,11 @@ class DockerSdkEngine(Engine):
             backend=self.backend,
         )
 
+    def runtimes(self) -> tuple[str, ...] | None:
+        with translate(self.host, "reading the engine's runtimes"):
+            info = self.api.info()
+        return tuple(sorted(info.get("Runtimes") or {}))
+
     # -- images -----------------------------------------------------------------------------------
 
     def build(self, req: BuildRequest, on_line: Callable[[str], None]) -> str:
@@ -352,6 +357,7 @@ def _check_context(req: BuildRequest) -> None:
 
 def _image_info(raw: Mapping[str, Any]) -> ImageInfo:
     tags = tuple(t for t in raw.get("RepoTags") or () if t != "<none>:<none>")
+    digests = tuple(d for d in raw.get("RepoDigests") or () if d != "<none>@<none>")
     labels = (raw.get("Config") or {}).get("Labels") or {}
     return ImageInfo(
         id=str(raw["Id"]),
@@ -359,6 +365,7 @@ def _image_info(raw: Mapping[str, Any]) -> ImageInfo:
         labels=dict(labels),
         size=int(raw.get("Size") or 0),
         created=str(raw.get("Created", "")),
+        digests=digests,
     )
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from envkit.engine import MANAGED_FILTER
+from envkit.engine import MANAGED_FILTER, ImageInfo
 from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.errors import EngineUnavailable
 
@@ -63,17 +63,42 @@ def registry(engine: DockerSdkEngine) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_leaked_containers() -> Iterator[None]:
+def _nothing_left_behind() -> Iterator[None]:
+    """Fail the session when it leaves containers, volumes or dangling images labelled as envkit's."""
     probe = DockerSdkEngine()
     try:
-        before = set(probe.containers(MANAGED_FILTER))
+        before = managed_leftovers(probe)
     except EngineUnavailable:
         yield
         return
     yield
-    # Containers that existed before the session belong to someone else; only new ones are leaks.
-    leaked = sorted(set(probe.containers(MANAGED_FILTER)) - before)
-    assert not leaked, f"containers labelled {MANAGED_FILTER} left behind: {[c[:12] for c in leaked]}"
+    # What existed before the session belongs to someone else; only new things are leaks.
+    after = managed_leftovers(probe)
+    leaked = {kind: sorted(after[kind] - before[kind]) for kind in after}
+    described = [f"{kind}: {[r.removeprefix('sha256:')[:12] for r in refs]}" for kind, refs in leaked.items()]
+    assert not any(leaked.values()), f"left behind, labelled {MANAGED_FILTER}: " + "; ".join(described)
+
+
+def managed_leftovers(engine: DockerSdkEngine) -> dict[str, set[str]]:
+    """Containers, volumes and dangling (unnamed) images carrying io.envkit.managed=true, by kind."""
+    volumes = engine.api.volumes(filters={"label": MANAGED_FILTER}).get("Volumes") or []
+    base = engine.image(BASE_IMAGE)
+    return {
+        "containers": set(engine.containers(MANAGED_FILTER)),
+        "volumes": {volume["Name"] for volume in volumes},
+        "dangling images": {
+            image.id
+            for image in engine.images(MANAGED_FILTER)
+            if not image.tags and not image.digests and not _stage_cache(image.labels, base)
+        },
+    }
+
+
+def _stage_cache(labels: Mapping[str, str], base: ImageInfo | None) -> bool:
+    # The classic builder keeps the last image of each throw-away stage as its cache. Built FROM the
+    # local base, such an image inherits the base's io.envkit.managed label and nothing more; it is
+    # build cache (`envkit gc` removes it), not an envkit image left untagged.
+    return base is not None and dict(labels) == dict(base.labels)
 
 
 def run_script(name: str, *args: str) -> str:

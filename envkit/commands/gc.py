@@ -1,0 +1,65 @@
+"""`envkit gc`: remove what a killed or interrupted envkit left behind."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.markup import escape
+
+from envkit.engine import get_engine
+from envkit.gc import Leftover, collect, find_leftovers
+from envkit.ui import console
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "gc",
+        help="remove leftover validation containers, untagged envkit images and scratch folders",
+        description="Remove what a killed or interrupted envkit left: validation containers, untagged "
+        "images labelled io.envkit.managed=true, and envkit-* scratch folders in the temp folder. Tagged "
+        "images (the base image included) are never touched. Without --all, anything a running envkit may "
+        "still use is kept: running containers, images and folders younger than an hour. Exit 0 when "
+        "everything planned was removed, 1 when something could not be, 3 when the engine is unreachable.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        dest="everything",
+        help="also remove running validation containers and recent images and folders "
+        "(only when no envkit is running)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    engine = get_engine()
+    engine.info()
+    leftovers = find_leftovers(engine, everything=args.everything)
+    out = console()
+    for item in leftovers:
+        if not item.removable:
+            out.print(f"[dim]keep    {_line(item)} — {escape(item.keep_reason or '')}[/]", soft_wrap=True)
+    removable = [item for item in leftovers if item.removable]
+    if args.dry_run:
+        for item in removable:
+            out.print(f"would remove  {_line(item)}", soft_wrap=True)
+        out.print(f"{len(removable)} to remove, {len(leftovers) - len(removable)} kept (dry run)")
+        return 0
+    failures = 0
+    for outcome in collect(engine, removable):
+        if outcome.error is None:
+            out.print(f"[green]removed[/] {_line(outcome.leftover)}", soft_wrap=True)
+            continue
+        failures += 1
+        why = escape(outcome.error)
+        out.print(f"[red]could not remove[/] {_line(outcome.leftover)}: {why}", soft_wrap=True)
+    kept = len(leftovers) - len(removable)
+    out.print(f"{len(removable) - failures} removed, {failures} failed, {kept} kept")
+    return 1 if failures else 0
+
+
+def _line(item: Leftover) -> str:
+    ref = item.ref if item.kind == "scratch" else item.ref.removeprefix("sha256:")[:12]
+    return escape(f"{item.kind:9} {ref}  {item.detail}")

@@ -1,0 +1,224 @@
+"""Garbage collection: what a killed or interrupted envkit left on the engine and on disk.
+
+Three kinds of leftover, each recognisable without guessing:
+- validation containers (labelled io.envkit.managed=true and io.envkit.role), in any state;
+- dangling images labelled io.envkit.managed=true: no tag and no digest, so nothing names them (a
+  build finished but never tagged, or a stage the classic builder kept as cache);
+- scratch folders `envkit-*` in the temp folder, older than an hour and not locked.
+
+Never a tagged image (the local base image carries io.envkit.managed=true too), never an image the
+engine refuses to delete (the parent of a tagged image, one a container uses). By default gc leaves
+alone what a running envkit may still be using: running containers, and images and folders younger
+than an hour; `everything` (`--all`) drops that guard. A folder locked by a running build is never
+removed: `scratch_dir` holds that lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from envkit.engine import MANAGED_FILTER, Engine, EngineError, ImageInfo
+
+ROLE_LABEL = "io.envkit.role"
+SCRATCH_PREFIX = "envkit-"
+MIN_AGE_S = 3600.0
+KINDS = ("container", "image", "scratch")
+_CREATED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Leftover:
+    """One thing gc found: what it is, whether it goes, and why it stays when it stays."""
+
+    kind: str  # one of KINDS
+    ref: str  # container id, image id, or folder path
+    detail: str
+    keep_reason: str | None = None
+
+    @property
+    def removable(self) -> bool:
+        return self.keep_reason is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one removable leftover: removed, or the reason it could not be."""
+
+    leftover: Leftover
+    error: str | None = None
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A fresh temp folder (name starting with `prefix`, itself starting with "envkit-"), locked while
+    in use so `envkit gc` leaves it alone, and removed afterwards."""
+    if not prefix.startswith(SCRATCH_PREFIX):
+        raise ValueError(f"scratch folder prefix {prefix!r} must start with {SCRATCH_PREFIX!r}")
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def find_leftovers(
+    engine: Engine, *, everything: bool = False, now: float | None = None, temp_dir: Path | None = None
+) -> list[Leftover]:
+    """Every leftover gc knows about, containers first (removing them frees the images they use)."""
+    now = time.time() if now is None else now
+    folder = Path(tempfile.gettempdir()) if temp_dir is None else temp_dir
+    return [
+        *_containers(engine, everything),
+        *_images(engine, everything, now),
+        *_scratch_dirs(folder, everything, now),
+    ]
+
+
+def collect(engine: Engine, leftovers: list[Leftover]) -> list[Outcome]:
+    """Remove every removable leftover, in order; EngineUnavailable propagates, refusals are recorded."""
+    return [_remove(engine, item) for item in leftovers if item.removable]
+
+
+def _remove(engine: Engine, item: Leftover) -> Outcome:
+    try:
+        if item.kind == "container":
+            engine.remove_container(item.ref)
+        elif item.kind == "image":
+            return _remove_image(engine, item)
+        else:
+            shutil.rmtree(item.ref)
+    except EngineError as error:
+        return Outcome(leftover=item, error=f"the engine refused: {error.message}")
+    except OSError as error:
+        return Outcome(leftover=item, error=str(error))
+    return Outcome(leftover=item)
+
+
+def _remove_image(engine: Engine, item: Leftover) -> Outcome:
+    # Looked up again: a build may have tagged it since it was listed. Without force, the engine
+    # refuses the parent of another image and an image a container still uses.
+    current = engine.image(item.ref)
+    if current is not None and _named(current):
+        return Outcome(leftover=item, error=f"it was tagged meanwhile ({', '.join(current.tags)})")
+    if current is not None:
+        engine.remove_image(item.ref, force=False)
+    return Outcome(leftover=item)
+
+
+# --- finding -----------------------------------------------------------------------------------------
+
+
+def _containers(engine: Engine, everything: bool) -> list[Leftover]:
+    managed = set(engine.containers(MANAGED_FILTER))
+    running = set(engine.containers(ROLE_LABEL, all=False))
+    found = []
+    for cid in engine.containers(ROLE_LABEL):
+        if cid not in managed:
+            continue
+        keep = None
+        if cid in running and not everything:
+            keep = "still running: an envkit validate may be using it (--all removes it)"
+        state = "running" if cid in running else "stopped"
+        found.append(
+            Leftover(kind="container", ref=cid, detail=f"validation container ({state})", keep_reason=keep)
+        )
+    return found
+
+
+def _images(engine: Engine, everything: bool, now: float) -> list[Leftover]:
+    found = []
+    for image in engine.images(MANAGED_FILTER):
+        if _named(image):
+            continue
+        age = _age_s(image.created, now)
+        keep = None
+        if not everything and age is None:
+            keep = f"its creation time {image.created!r} is unreadable (--all removes it)"
+        elif not everything and age is not None and age < MIN_AGE_S:
+            keep = "younger than an hour: a running build may still tag it (--all removes it)"
+        found.append(
+            Leftover(kind="image", ref=image.id, detail=_describe_image(image, age), keep_reason=keep)
+        )
+    return found
+
+
+def _scratch_dirs(folder: Path, everything: bool, now: float) -> list[Leftover]:
+    found = []
+    for path in sorted(folder.glob(SCRATCH_PREFIX + "*")):
+        try:
+            stat = path.lstat()
+        except OSError:
+            continue  # removed meanwhile
+        if not path.is_dir() or path.is_symlink() or stat.st_uid != os.getuid():
+            continue  # another user's folders are theirs to clean
+        age = now - stat.st_mtime
+        keep = None
+        if _locked(path):
+            keep = "in use by a running envkit"
+        elif not everything and age < MIN_AGE_S:
+            keep = "younger than an hour: a running envkit may still use it (--all removes it)"
+        found.append(
+            Leftover(
+                kind="scratch", ref=str(path), detail=f"scratch folder, made {_ago(age)}", keep_reason=keep
+            )
+        )
+    return found
+
+
+def _named(image: ImageInfo) -> bool:
+    return bool(image.tags or image.digests)
+
+
+def _locked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing also drops the lock just taken
+    return False
+
+
+def _age_s(created: str, now: float) -> float | None:
+    """Seconds since an engine timestamp ("2024-05-01T10:00:00.123456789Z"), None when unreadable."""
+    match = _CREATED.match(created.strip())
+    if not match:
+        return None
+    stamp, fraction, zone = match.groups()
+    text = f"{stamp}.{(fraction or '0')[:6]}{'+00:00' if zone == 'Z' else zone}"
+    return now - datetime.fromisoformat(text).timestamp()
+
+
+def _ago(age: float | None) -> str:
+    if age is None:
+        return "at an unknown time"
+    if age < 120:
+        return f"{max(age, 0):.0f} s ago"
+    if age < 7200:
+        return f"{age / 60:.0f} min ago"
+    return f"{age / 3600:.1f} h ago"
+
+
+def _describe_image(image: ImageInfo, age: float | None) -> str:
+    cell = image.labels.get("io.envkit.cell")
+    what = f"untagged build of cell {cell}" if cell else "untagged build stage (builder cache)"
+    return f"{what}, {image.size / 1e6:.0f} MB, made {_ago(age)}"
