@@ -96,7 +96,7 @@ def test_buildkit_backend_builds_with_the_ca_bundle_as_a_secret(
     code = main(["build", str(matrix), *demo.flags, "--buildkit", "--cache-mounts", "--report", str(report)])
     assert code == 0, Path(json.loads(report.read_text())["cells"][0]["log"]).read_text()[-3000:]
     [cell] = json.loads(report.read_text())["cells"]
-    demo.extra_images.append(cell["image"])
+    demo.extra_images.extend(cell["tags"])
     assert json.loads(report.read_text())["engine"]["backend"] == "buildkit"
     history = "\n".join(engine.history(cell["image"]))
     assert demo.canary not in history
