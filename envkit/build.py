@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit import __version__
-from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo
+from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
 from envkit.errors import EngineUnavailable, EnvkitError
 from envkit.gc import scratch_dir
 from envkit.render import BuildContext
@@ -26,6 +26,8 @@ from envkit.render import BuildContext
 BUILD_SCHEMA = "envkit.build/1"
 STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
+HASH_LABEL = "io.envkit.content-hash"
+BASE_ID_LABEL = "io.envkit.base-id"
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -94,13 +96,25 @@ class BuildSettings:
     no_cache: bool = False
 
 
+def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
+    """True when the cell's image has the same content hash and was built on the base present now.
+
+    The hash covers what envkit renders; the base image's bytes are not in it (a tag such as
+    nvidia/cuda:12.8.1-base-ubuntu24.04 can move), so the base's id at build time is a label too.
+    A base that is not on the engine (it will be pulled) cannot be compared and does not force a build.
+    """
+    if existing is None or existing.labels.get(HASH_LABEL) != context.content_hash:
+        return False
+    built_on = existing.labels.get(BASE_ID_LABEL)
+    return base is None or built_on is None or built_on == base.id
+
+
 def decide(contexts: Sequence[BuildContext], engine: Engine, force: bool = False) -> dict[str, str]:
-    """Per cell id: "skip" when its image already has the same content hash, else "build"."""
+    """Per cell id: "skip" when its image is up to date (see `up_to_date`), else "build"."""
     decisions = {}
     for context in contexts:
-        existing = engine.image(context.cell.image)
-        same = existing is not None and existing.labels.get("io.envkit.content-hash") == context.content_hash
-        decisions[context.cell.id] = "skip" if same and not force else "build"
+        fresh = up_to_date(context, engine.image(context.cell.image), engine.image(context.cell.base))
+        decisions[context.cell.id] = "skip" if fresh and not force else "build"
     return decisions
 
 
@@ -207,11 +221,8 @@ def _build_one(
     if cancel.is_set():
         raise Cancelled("interrupted before it started")
     existing = engine.image(cell.image)
-    if (
-        not settings.force
-        and existing
-        and existing.labels.get("io.envkit.content-hash") == context.content_hash
-    ):
+    base = engine.image(cell.base)
+    if not settings.force and existing is not None and up_to_date(context, existing, base):
         engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
         return CellResult(
             cell=cell.id,
@@ -227,7 +238,8 @@ def _build_one(
     progress(cell.id, "building", "")
     try:
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
-            image_id = _run_build(context, engine, settings, scratch, log, cancel, progress)
+            base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
+            image_id = _run_build(context, engine, settings, scratch, log, cancel, progress, base_label)
         if cancel.is_set():
             discard_untagged(engine, image_id)
             raise Cancelled("interrupted; the finished image was removed untagged")
@@ -265,6 +277,7 @@ def _run_build(
     log: Any,
     cancel: threading.Event,
     progress: Progress,
+    extra_labels: Mapping[str, str],
 ) -> str:
     context.write(scratch)
     missing = [s for s in context.secrets if s not in settings.secrets]
@@ -275,7 +288,7 @@ def _run_build(
     request = BuildRequest(
         context_dir=scratch,
         tags=(),
-        labels=dict(context.labels),
+        labels={**context.labels, **extra_labels},
         build_args={},
         secrets=secrets,
         no_cache=settings.no_cache,

@@ -24,9 +24,9 @@ from envkit.engine import MANAGED_LABEL, BuildRequest, Engine, ImageInfo
 from envkit.errors import ConfigError, EnvkitError, RegistryError, UnsafeValueError, UsageError
 from envkit.gate import FAIL, PASS, SKIP, ImageVerdict, run_gate
 from envkit.policy import Policy
+from envkit.render import hash_tag
 from envkit.report import Report
 from envkit.resolve import Cell, Plan
-from envkit.render import hash_tag
 
 RECORD_SCHEMA = "envkit.promotion/1"
 VERDICT_SCHEMA = "envkit.verdict/1"

@@ -114,3 +114,52 @@ def test_report_json_lists_every_cell(settings: BuildSettings) -> None:
     assert data["schema"] == "envkit.build/1"
     [row] = data["cells"]
     assert {"cell", "image", "tags", "image_id", "size", "duration_s", "status", "log"} <= set(row)
+
+
+def test_a_moved_base_image_rebuilds_the_cell(settings: BuildSettings) -> None:
+    engine = CellFailingEngine()
+    engine.add_image("debian:bookworm-slim", labels={"release": "12.7"})
+    [ctx] = contexts("a")
+    build_contexts("m.yaml", [ctx], engine, settings)
+    built = engine.image(ctx.cell.image)
+    assert built is not None and built.labels["io.envkit.base-id"] == engine.image("debian:bookworm-slim").id
+    assert decide([ctx], engine) == {"a": "skip"}
+    engine.add_image("debian:bookworm-slim", labels={"release": "12.8"})  # the tag now names a new image
+    assert decide([ctx], engine) == {"a": "build"}
+    again = build_contexts("m.yaml", [ctx], engine, settings)
+    assert again.results[0].status == "built"
+    assert decide([ctx], engine) == {"a": "skip"}
+
+
+def test_a_base_that_is_not_local_does_not_force_a_build(settings: BuildSettings) -> None:
+    engine = CellFailingEngine()
+    [ctx] = contexts("a")
+    build_contexts("m.yaml", [ctx], engine, settings)
+    assert "io.envkit.base-id" not in engine.image(ctx.cell.image).labels
+    assert decide([ctx], engine) == {"a": "skip"}
+
+
+def test_cancel_does_not_wait_for_a_silent_build_and_its_late_image_is_discarded(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from envkit.build import Cancelled, _cancellable_build
+
+    release = threading.Event()
+
+    class SilentEngine(FakeEngine):
+        def build(self, req: BuildRequest, on_line: Callable[[str], None]) -> str:
+            release.wait(30)  # a long quiet step: no log line to notice the cancel by
+            return super().build(req, on_line)
+
+    engine = SilentEngine()
+    cancel = threading.Event()
+    request = BuildRequest(context_dir=tmp_path, labels={"io.envkit.cell": "a"})
+    threading.Timer(0.2, cancel.set).start()
+    with pytest.raises(Cancelled):
+        _cancellable_build(engine, request, lambda line: None, cancel)
+    release.set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (engine.builds and not engine.images_by_id):
+        time.sleep(0.05)
+    assert engine.builds and not engine.images_by_id, "the late, untagged image must be removed"
