@@ -9,7 +9,7 @@ from typing import Any
 from envkit import safety
 from envkit.errors import UnsafeValueError, UsageError
 from envkit.matrix import load_matrix
-from envkit.render import RenderOptions
+from envkit.render import BuildContext, FileHasher, RenderOptions, render_cell
 from envkit.resolve import Cell, Plan, plan
 
 
@@ -132,3 +132,12 @@ def cell_record(cell: Cell) -> dict[str, Any]:
         "packages": list(cell.packages),
         "origin": cell.origin,
     }
+
+
+def render_selected(the_plan: Plan, options: RenderOptions, only: list[str]) -> list[BuildContext]:
+    """Render the cells named by --only (all cells when none is named), sharing one file hasher."""
+    hasher = FileHasher()
+    return [
+        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
+        for cell in selected_cells(the_plan, only)
+    ]

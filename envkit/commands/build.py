@@ -17,10 +17,10 @@ from envkit.commands._common import (
     load_plan,
     parse_secrets,
     render_options,
-    selected_cells,
+    render_selected,
 )
 from envkit.engine import get_engine
-from envkit.render import CA_SECRET_ID, FileHasher, render_cell
+from envkit.render import CA_SECRET_ID
 from envkit.ui import console
 
 STYLES = {
@@ -81,11 +81,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be at least 1")
     the_plan = load_plan(args)
     options = render_options(args)
-    hasher = FileHasher()
-    contexts = [
-        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
-        for cell in selected_cells(the_plan, args.only)
-    ]
+    contexts = render_selected(the_plan, options, args.only)
     backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
     engine = get_engine(backend)
     engine.info()

@@ -16,10 +16,10 @@ from envkit.commands._common import (
     cell_record,
     load_plan,
     render_options,
-    selected_cells,
+    render_selected,
 )
 from envkit.errors import UsageError
-from envkit.render import BuildContext, FileHasher, render_cell
+from envkit.render import BuildContext
 from envkit.ui import console
 
 
@@ -40,11 +40,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     the_plan = load_plan(args)
     options = render_options(args)
-    hasher = FileHasher()
-    contexts = [
-        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
-        for cell in selected_cells(the_plan, args.only)
-    ]
+    contexts = render_selected(the_plan, options, args.only)
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"-o {args.output}: exists and is not a folder")
     args.output.mkdir(parents=True, exist_ok=True)
