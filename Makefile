@@ -17,10 +17,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@# torch for the probe's own tests runs on the host from the local wheelhouse when there is one.
-	@if [ -n "$(WHEELHOUSE)" ] && ls $(WHEELHOUSE)/torch-*.whl >/dev/null 2>&1; then \
-	  $(BIN)/pip install --quiet --no-index --find-links $(WHEELHOUSE) torch || \
-	  $(BIN)/pip install --quiet --find-links $(WHEELHOUSE) $$(ls $(WHEELHOUSE)/torch-*.whl | head -n1); fi
+	@# The probe's own tests run torch on the host: the wheelhouse's torch for this Python, when there
+	@# is one (named as a file, so pip cannot prefer a multi-GB CUDA build from the index instead).
+	@tag=$$($(BIN)/python -c 'import sys; print("cp%d%d" % sys.version_info[:2])'); \
+	wheel=$$(ls $(WHEELHOUSE)/torch-*-$$tag-*.whl 2>/dev/null | head -n1); \
+	if [ -n "$(WHEELHOUSE)" ] && [ -n "$$wheel" ]; then \
+	  $(BIN)/pip install --quiet --find-links $(WHEELHOUSE) "$$wheel"; \
+	else echo "venv: no torch wheel for $$tag in WHEELHOUSE; probe tests that need torch will skip"; fi
 	touch $@
 
 venv: $(VENV)/.installed
