@@ -3,10 +3,10 @@
 Three kinds of leftover, each recognisable without guessing:
 - validation containers (labelled io.envkit.managed=true and io.envkit.role), in any state;
 - dangling images labelled io.envkit.managed=true: no tag and no digest, so nothing names them (a
-  build finished but never tagged, or a stage the classic builder kept as cache);
+  build that finished but was never tagged);
 - scratch folders `envkit-*` in the temp folder, older than an hour and not locked.
 
-Never a tagged image (the local base image carries io.envkit.managed=true too), never an image the
+Never a tagged image, never an image the
 engine refuses to delete (the parent of a tagged image, one a container uses). By default gc leaves
 alone what a running envkit may still be using: running containers, and images and folders younger
 than an hour; `everything` (`--all`) drops that guard. A folder locked by a running build is never

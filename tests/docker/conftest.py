@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from envkit.engine import MANAGED_FILTER, ImageInfo
+from envkit.engine import MANAGED_FILTER
 from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.errors import EngineUnavailable
 
@@ -82,23 +82,15 @@ def _nothing_left_behind() -> Iterator[None]:
 def managed_leftovers(engine: DockerSdkEngine) -> dict[str, set[str]]:
     """Containers, volumes and dangling (unnamed) images carrying io.envkit.managed=true, by kind."""
     volumes = engine.api.volumes(filters={"label": MANAGED_FILTER}).get("Volumes") or []
-    base = engine.image(BASE_IMAGE)
     return {
         "containers": set(engine.containers(MANAGED_FILTER)),
         "volumes": {volume["Name"] for volume in volumes},
         "dangling images": {
             image.id
             for image in engine.images(MANAGED_FILTER)
-            if not image.tags and not image.digests and not _stage_cache(image.labels, base)
+            if not image.tags and not image.digests
         },
     }
-
-
-def _stage_cache(labels: Mapping[str, str], base: ImageInfo | None) -> bool:
-    # The classic builder keeps the last image of each throw-away stage as its cache. Built FROM the
-    # local base, such an image inherits the base's io.envkit.managed label and nothing more; it is
-    # build cache (`envkit gc` removes it), not an envkit image left untagged.
-    return base is not None and dict(labels) == dict(base.labels)
 
 
 def run_script(name: str, *args: str) -> str:

@@ -142,8 +142,8 @@ def test_gc_removes_what_a_killed_envkit_left_and_keeps_base_and_demo_images(
     # What a running envkit may still be using stays without --all.
     assert leftovers.running_container in engine.containers("io.envkit.role=validate", all=False)
     assert engine.image(leftovers.young_image) is not None
-    # Tagged images are never touched: the base (labelled io.envkit.managed=true too) and the demo.
+    # Tagged images are never touched: the local base (labelled io.envkit.base=true) and the demo.
     assert engine.image(base_image) is not None
-    assert engine.image(base_image).labels.get("io.envkit.managed") == "true"
+    assert engine.image(base_image).labels.get("io.envkit.base") == "true"
     for image in demo.images:
         assert engine.image(image) is not None
