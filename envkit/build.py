@@ -196,15 +196,24 @@ def _result_of(future: Future[CellResult], context: BuildContext, settings: Buil
         return future.result()
     status = "cancelled" if isinstance(error, (Cancelled, EngineUnavailable)) else "failed"
     log = settings.log_dir / f"{context.cell.id}.log"
+    return _result(
+        context,
+        status,
+        log=str(log),
+        error=str(error).splitlines()[0] if str(error) else type(error).__name__,
+        log_tail=_tail(log),
+    )
+
+
+def _result(context: BuildContext, status: str, **outcome: Any) -> CellResult:
+    """A CellResult for `context`: the cell's identity plus what happened to it."""
     return CellResult(
         cell=context.cell.id,
         image=context.cell.image,
         tags=context.tags,
         content_hash=context.content_hash,
         status=status,
-        log=str(log),
-        error=str(error).splitlines()[0] if str(error) else type(error).__name__,
-        log_tail=_tail(log),
+        **outcome,
     )
 
 
@@ -224,16 +233,8 @@ def _build_one(
     base = engine.image(cell.base)
     if not settings.force and existing is not None and up_to_date(context, existing, base):
         engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
-        return CellResult(
-            cell=cell.id,
-            image=cell.image,
-            tags=context.tags,
-            content_hash=context.content_hash,
-            status="skipped",
-            image_id=existing.id,
-            size=existing.size,
-            duration_s=time.monotonic() - clock,
-            log=None,
+        return _result(
+            context, "skipped", image_id=existing.id, size=existing.size, duration_s=time.monotonic() - clock
         )
     progress(cell.id, "building", "")
     try:
@@ -245,23 +246,17 @@ def _build_one(
             raise Cancelled("interrupted; the finished image was removed untagged")
         image = _verify_and_tag(context, engine, image_id)
     except BuildFailed as failure:
-        return CellResult(
-            cell=cell.id,
-            image=cell.image,
-            tags=context.tags,
-            content_hash=context.content_hash,
-            status="failed",
+        return _result(
+            context,
+            "failed",
             duration_s=time.monotonic() - clock,
             log=str(log_path),
             error=failure.message.splitlines()[0],
             log_tail=_tail(log_path),
         )
-    return CellResult(
-        cell=cell.id,
-        image=cell.image,
-        tags=context.tags,
-        content_hash=context.content_hash,
-        status="built",
+    return _result(
+        context,
+        "built",
         image_id=image.id,
         size=image.size,
         duration_s=time.monotonic() - clock,
