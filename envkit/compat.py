@@ -14,8 +14,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from envkit.errors import ConfigError, Where
+from envkit.errors import ConfigError, UsageError, Where
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -36,6 +37,7 @@ DEFAULT_NAMES = ("os_cpu", "os_cuda")
 DOWNLOAD_NAMES = ("python_build_standalone", "torch_index")
 
 CPU_VARIANT = "cpu"
+IMAGE_FLAVORS = ("base", "runtime", "devel")
 CUDNN_TAGS = ("cudnn", "cudnn8", "cudnn9")
 
 _VERSION = re.compile(r"\d+(?:\.\d+)*")
@@ -148,8 +150,8 @@ class CudaImageLine:
 
     @property
     def evidence(self) -> str:
-        """"upstream" for a line read from the registry's tag list, "secondary" otherwise."""
-        return evidence(self.source, wheel=False)
+        """"registry" for a line read from the registry's tag list, "secondary" otherwise."""
+        return "secondary" if SECONDARY_MARK in self.source else "registry"
 
     def past_end_of_support(self, today: datetime.date) -> bool:
         """True when NVIDIA states an end of support for this line and ``today`` is on or after it."""
@@ -653,3 +655,114 @@ def load_kb(data_dir: Path | None = None) -> KnowledgeBase:
     if data_dir is None:
         return _load_default()
     return _load(Path(data_dir))
+
+
+def end_of_support(kb: KnowledgeBase, cuda_full: str, today: datetime.date) -> str | None:
+    """Why an nvidia/cuda line is past NVIDIA's end of support on ``today``, or None while it is supported.
+
+    NVIDIA supports only the newest patch of a line and deletes tags about six months after their end of
+    life; ``envkit plan`` warns with this text and ``envkit lock --check`` can report it as drift.
+    """
+    line = kb.cuda_image(cuda_full)
+    if line is None or line.eol is None or not line.past_end_of_support(today):
+        return None
+    return (f"nvidia/cuda {line.cuda} is past NVIDIA's end of support since {line.eol:%Y-%m} "
+            f"(source: {line.source.split('; eol: ')[-1]}); its tags are deleted about six months later: "
+            "move the cell to a supported CUDA line")
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries (`envkit compat`): each returns a JSON-ready record; the command prints it as JSON or tables.
+
+
+def _variant_record(kb: KnowledgeBase, release: TorchRelease, variant: Variant) -> dict[str, Any]:
+    return {
+        "torch": release.version, "variant": variant.name, "cuda": variant.cuda, "cudnn": variant.cudnn,
+        "nccl": variant.nccl, "arch_list": list(variant.arch_list),
+        "driver_floor": kb.driver_floor(variant.cuda) if variant.cuda else None,
+        "pypi_default": variant.name == release.default_variant, "evidence": variant.evidence,
+        "source": variant.source,
+    }
+
+
+def torch_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
+    """A torch release's Pythons and variants."""
+    release = kb.torch(spec)
+    if release is None:
+        raise UsageError(f"torch {spec} is not in the knowledge base",
+                         hint=f"known: {', '.join(kb.known_torch())}; "
+                              "run scripts/update_compat.py if it is new")
+    return {
+        "query": spec, "torch": release.version, "pythons": list(release.pythons),
+        "pypi_default": release.default_variant,
+        "variants": [_variant_record(kb, release, v) for v in _variants_in_order(release)],
+        "source": release.source,
+    }
+
+
+def _variants_in_order(release: TorchRelease) -> tuple[Variant, ...]:
+    cpu = tuple(v for v in release.variants if v.cuda is None)
+    return cpu + release.cuda_variants()
+
+
+def image_tags(line: CudaImageLine) -> list[str]:
+    """The nvidia/cuda tags of one line: base/runtime/devel and the cuDNN runtime/devel forms."""
+    tags = []
+    for ubuntu in line.ubuntu:
+        tags += [f"{line.cuda}-{flavor}-ubuntu{ubuntu}" for flavor in IMAGE_FLAVORS]
+        tags += [f"{line.cuda}-{line.cudnn_tag}-{flavor}-ubuntu{ubuntu}" for flavor in ("runtime", "devel")]
+    return tags
+
+
+def cuda_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
+    """A CUDA minor's driver floors, image lines and the torch variants built with it."""
+    known = re.fullmatch(r"\d+\.\d+(\.\d+)?", spec) and (kb.driver_floor(spec) or kb.image_lines(spec))
+    if not known:
+        raise UsageError(f"CUDA {spec} is not in the knowledge base",
+                         hint=f"known: {', '.join(kb.known_cuda())}")
+    minor = cuda_minor(spec)
+    variants = [
+        _variant_record(kb, release, variant)
+        for release in kb.releases_with_cuda(minor)
+        for variant in release.cuda_variants() if variant.cuda == minor
+    ]
+    return {
+        "query": spec, "cuda": minor, "driver_floor": kb.driver_floor(minor),
+        "compat_floor": kb.compat_floor(minor),
+        "images": [{"cuda": line.cuda, "cudnn_tag": line.cudnn_tag, "ubuntu": list(line.ubuntu),
+                    "end_of_support": f"{line.eol:%Y-%m}" if line.eol else None, "evidence": line.evidence,
+                    "tags": image_tags(line), "source": line.source} for line in kb.image_lines(minor)],
+        "torch": variants,
+    }
+
+
+def python_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
+    """The torch releases with wheels for a Python minor."""
+    known = sorted({p for r in kb.releases for p in r.pythons}, key=version_key)
+    releases = kb.releases_for_python(spec)
+    if not releases:
+        raise UsageError(f"no known torch release has wheels for Python {spec}",
+                         hint=f"known: {', '.join(known)}")
+    return {"query": spec, "python": spec, "torch": [r.version for r in releases],
+            "distributions": [o.os for o in kb.os_pythons if o.python == spec]}
+
+
+def driver_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
+    """What a driver runs: CUDA minors at full support, the torch variants built for them, and the
+    variants of newer minors of a supported major that run under minor-version compatibility."""
+    try:
+        have = version_key(spec)
+    except ValueError:
+        raise UsageError(f"driver {spec!r} is not a version like 550.54.14",
+                         hint="nvidia-smi prints it as 'Driver Version'") from None
+    minors = kb.cuda_runs_on_driver(spec)
+    majors = [m.cuda_major for m in kb.minor_compat if version_key(m.driver_min) <= have]
+    cuda_variants = [(r, v) for r in kb.releases for v in r.cuda_variants()]
+    full = [_variant_record(kb, r, v) for r, v in cuda_variants if v.cuda in minors]
+    compat = [_variant_record(kb, r, v) for r, v in cuda_variants
+              if v.cuda not in minors and (v.cuda or "").split(".")[0] in majors]
+    return {"query": spec, "driver": spec, "cuda": list(minors), "minor_compat_majors": majors,
+            "variants": full, "minor_compat_variants": compat}
+
+
+QUERIES = {"torch": torch_query, "cuda": cuda_query, "python": python_query, "driver": driver_query}

@@ -132,6 +132,31 @@ def render_cell(
     )
 
 
+def nvidia_env(cell: Cell) -> list[tuple[str, str]]:
+    """The NVIDIA Container Toolkit variables a CUDA cell sets itself when its base is not nvidia/cuda.
+
+    nvidia/cuda images set them already (with a finer NVIDIA_REQUIRE_CUDA); any other base lacks them,
+    and without NVIDIA_VISIBLE_DEVICES the toolkit gives the container no GPU. The require-CUDA floor is
+    the CUDA major's first minor: torch's wheels bring their own CUDA runtime, which runs on any driver of
+    that major under minor-version compatibility (the io.envkit.driver-floor label keeps the full floor).
+    """
+    if cell.cuda is None or _is_nvidia_cuda(cell.base):
+        return []
+    major = cell.cuda.split(".")[0]
+    return [
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+        ("NVIDIA_REQUIRE_CUDA", f"cuda>={major}.0"),
+    ]
+
+
+def _is_nvidia_cuda(image: str) -> bool:
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return name == "nvidia/cuda" or name.endswith("/nvidia/cuda")
+
+
 def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[str, str]:
     """OCI labels plus envkit labels carrying every resolved version (the probe checks them)."""
     labels = {
@@ -238,6 +263,7 @@ def _template_variables(
         "pip": f"{_pip_env(options)}/opt/venv/bin/pip install"
         + ("" if options.buildkit and options.cache_mounts else " --no-cache-dir"),
         "torch_args": _torch_args(cell, wheelhouse_files),
+        "nvidia_env": nvidia_env(cell),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),
     }
