@@ -428,29 +428,35 @@ def parse_cuobjdump(elf_listing: str, ptx_listing: str) -> tuple[str, ...]:
     """TORCH_CUDA_ARCH_LIST notation ("8.0", "12.0+PTX") from ``cuobjdump --list-elf`` / ``--list-ptx``.
 
     Lines look like ``ELF file    1: libtorch_cuda.1.sm_80.cubin`` and ``PTX file    1: x.1.sm_120.ptx``.
-    Arch-specific cubins (``sm_90a``) are extra kernels beside the plain ``sm_90`` build and do not
-    appear in torch's arch list, so they are not counted; PTX without a cubin of the same arch cannot
-    be written in that notation and is refused.
+    libtorch_cuda.so holds one fatbin per CUDA source file; the arch list torch was built with is what
+    every one of them carries. Archs only some files add (torch 2.13.0: sm_89 in 1 of 449, sm_103 in 59)
+    and arch-specific cubins (``sm_90a``) are extra kernels that torch.cuda.get_arch_list() does not
+    report, so they are not counted. PTX without a cubin of the same arch cannot be written in that
+    notation and is refused.
     """
     cubins = _cuobjdump_archs(elf_listing, "ELF")
-    ptx = _cuobjdump_archs(ptx_listing, "PTX")
     if not cubins:
         raise UpdateError("cuobjdump lists no cubins: not a CUDA build of libtorch_cuda.so?")
-    orphans = sorted(ptx - cubins)
+    files = max(cubins.values())
+    built = {sm for sm, count in cubins.items() if count == files}
+    ptx = {sm for sm, count in _cuobjdump_archs(ptx_listing, "PTX").items() if count == files}
+    orphans = sorted(ptx - built)
     if orphans:
         raise UpdateError(f"PTX without a cubin for sm_{', sm_'.join(map(str, orphans))}")
-    return tuple(f"{sm // 10}.{sm % 10}" + ("+PTX" if sm in ptx else "") for sm in sorted(cubins))
+    return tuple(f"{sm // 10}.{sm % 10}" + ("+PTX" if sm in ptx else "") for sm in sorted(built))
 
 
-def _cuobjdump_archs(listing: str, kind: str) -> set[int]:
-    archs = set()
+def _cuobjdump_archs(listing: str, kind: str) -> dict[int, int]:
+    """How many embedded files carry each plain arch (``sm_90``, not ``sm_90a``)."""
+    counts: dict[int, int] = {}
     for line in listing.splitlines():
         match = _CUOBJDUMP_LINE.match(line.strip())
         if line.strip() and match is None and not line.startswith("cuobjdump info"):
             raise UpdateError(f"unexpected cuobjdump output line: {line.strip()[:120]!r}")
         if match and match.group(1) == kind and not match.group(4):
-            archs.add(int(match.group(3)))
-    return archs
+            sm = int(match.group(3))
+            counts[sm] = counts.get(sm, 0) + 1
+    return counts
 
 
 def find_cuobjdump(explicit: Path | None = None) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import os
@@ -309,10 +310,22 @@ def test_parse_cuobjdump_reads_the_tools_real_output() -> None:
     assert uc.parse_cuobjdump(elf, "") == ("7.5", "12.0")
 
 
-def test_parse_cuobjdump_counts_each_arch_once_and_skips_arch_specific_cubins() -> None:
+def test_parse_cuobjdump_on_the_real_listing_of_torch_2_13_0() -> None:
+    # cuobjdump 13.5 --list-elf of torch/lib/libtorch_cuda.so in PyPI's
+    # torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl (its --list-ptx printed nothing).
+    listing = gzip.decompress((CUOBJDUMP / "torch-2.13.0-cp311-list-elf.txt.gz").read_bytes()).decode()
+    assert len(listing.splitlines()) == 2819 and "sm_103.cubin" in listing and "sm_89.cubin" in listing
+    assert uc.parse_cuobjdump(listing, "") == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0")
+
+
+def test_parse_cuobjdump_keeps_archs_every_file_carries() -> None:
+    files = [("75", "90"), ("75", "90", "90a"), ("75", "90", "103"), ("75", "90")]
     elf = "\n".join(f"ELF file {i:4}: libtorch_cuda.{i}.sm_{sm}.cubin"
-                    for i, sm in enumerate(("90", "80", "90a", "80", "100a", "100"), start=1))
-    assert uc.parse_cuobjdump(elf, "") == ("8.0", "9.0", "10.0")
+                    for i, archs in enumerate(files, start=1) for sm in archs)
+    ptx = "\n".join(f"PTX file {i:4}: libtorch_cuda.{i}.sm_90.ptx" for i in range(1, 5))
+    assert uc.parse_cuobjdump(elf, "") == ("7.5", "9.0")
+    assert uc.parse_cuobjdump(elf, ptx) == ("7.5", "9.0+PTX")
+    assert uc.parse_cuobjdump(elf, ptx.split("\n")[0]) == ("7.5", "9.0")  # PTX in one file only
 
 
 @pytest.mark.parametrize(("elf", "ptx", "error"), [
