@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import http.server
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
+import threading
+import urllib.parse
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -417,3 +421,46 @@ def test_a_capture_without_origin_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"tags": list(TAGS)}))
     with pytest.raises(uc.UpdateError, match="origin"):
         uc.load_tag_capture(path)
+
+
+class _Registry(http.server.BaseHTTPRequestHandler):
+    """A loopback stand-in for a registry's tag-list API: bearer token first, then two pages."""
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/token":
+            self._send(200, {"token": "t0ken"})
+        elif self.headers.get("Authorization") != "Bearer t0ken":
+            realm = f"http://{self.headers['Host']}/token"
+            self._send(401, {}, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'})
+        elif "last=" not in url.query:
+            self._send(200, {"name": "nvidia/cuda", "tags": list(TAGS[:6])},
+                       {"Link": '</v2/nvidia/cuda/tags/list?n=1000&last=x>; rel="next"'})
+        else:
+            self._send(200, {"name": "nvidia/cuda", "tags": list(TAGS[6:])})
+
+    def _send(self, code: int, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_fetch_tags_pages_through_a_registrys_tag_list_with_an_anonymous_token() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        mirror = f"http://127.0.0.1:{server.server_address[1]}"
+        tags = uc.fetch_tags(mirror)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert tags.tags == TAGS and tags.origin == f"{mirror}/v2/nvidia/cuda/tags/list"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", tags.date)
