@@ -840,7 +840,9 @@ def _wheels(args: argparse.Namespace, pypi: tuple[PypiRelease, ...] | None) -> d
     for path in args.wheel:
         read = read_wheel(path, tool)
         facts[read.wheel.version] = read
-    for release in pypi or () if args.download_wheels else ():
+    if args.download_wheels and pypi is None:
+        raise UpdateError("--download-wheels needs PyPI's release list: drop --skip-pypi")
+    for release in (pypi or ()) if args.download_wheels else ():
         if release.version in facts:
             continue
         with tempfile.TemporaryDirectory() as tmp:

@@ -464,3 +464,9 @@ def test_fetch_tags_pages_through_a_registrys_tag_list_with_an_anonymous_token()
         server.server_close()
     assert tags.tags == TAGS and tags.origin == f"{mirror}/v2/nvidia/cuda/tags/list"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", tags.date)
+
+
+def test_download_wheels_without_pypi_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    _cuobjdump()
+    assert uc.main(["--skip-pypi", "--check", "--download-wheels"]) == 2
+    assert "drop --skip-pypi" in capsys.readouterr().err
