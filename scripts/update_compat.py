@@ -8,6 +8,9 @@ Usage (from the repository root):
     .venv/bin/python scripts/update_compat.py --out /tmp/kb \\
         --matrix 2.8=gbbm-v2.8.0.py --build-cuda 2.8=build_cuda-v2.8.0.sh \\
         --release-notes cuda-release-notes.html
+    .venv/bin/python scripts/update_compat.py --skip-pypi \\
+        --wheel torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl   # pins + arch list from the wheel
+    .venv/bin/python scripts/update_compat.py --skip-pypi --registry-mirror https://mirror.example
 
 Where each fact comes from:
 
@@ -31,11 +34,24 @@ Where each fact comes from:
    text table with ``|`` separators): "CUDA X.Y GA" rows of Table 3 become cuda_drivers.csv and
    "CUDA N.x" rows of Table 2 cuda_minor_compat.csv.
 
+5. ``--wheel FILE`` (repeatable), or ``--download-wheels`` (pip downloads each PyPI release's
+   manylinux x86_64 wheel, about 1 GB, one at a time): the wheel itself. Its
+   ``*.dist-info/METADATA`` Requires-Dist gives the pins, and NVIDIA's cuobjdump (``--cuobjdump``,
+   else PATH, else the ``nvidia-cuda-cuobjdump`` package) run with ``--list-elf`` / ``--list-ptx`` on
+   ``torch/lib/libtorch_cuda.so`` gives the arch list; the row's source names the wheel file and the
+   files read in it. A wheel's facts win over the PyPI metadata and the build files.
+6. ``--cuda-tags FILE`` (a captured tag list, ``{"origin": URL, "captured": "YYYY-MM-DD", "tags":
+   [...]}``) or ``--registry-mirror URL`` (the registry's ``/v2/nvidia/cuda/tags/list``, paged, with an
+   anonymous token when asked): per CUDA minor its newest patch, its Ubuntu versions and cuDNN tag
+   word. End-of-support dates and hand-checked newer patches are carried over.
+
 Everything the given inputs do not cover is carried over, source included, from the current data
-(``--base``, default envkit/data): cuda_images.csv and os_python.csv are curated by hand, and so are
-variants for which no matrix file was given. GitHub is not reachable from every build machine, hence
-local copies. Rows are written sorted, so a regeneration diffs cleanly. The result is loaded with
-envkit.compat.load_kb before it is written, so inconsistent output never lands.
+(``--base``, default envkit/data): os_python.csv, os_bases.csv, python_builds.csv,
+download_sources.csv and defaults.csv are curated by hand, and so are variants for which no matrix
+file or wheel was given (variants only on PyTorch's own index stay as their sources say). GitHub is
+not reachable from every build machine, hence local copies. Rows are written sorted, so a regeneration
+diffs cleanly. The result is loaded with envkit.compat.load_kb before it is written, so inconsistent
+output never lands.
 """
 
 from __future__ import annotations
