@@ -729,12 +729,23 @@ def _wheel_row(facts: WheelFacts) -> Row:
             "source": facts.source}
 
 
+def _read_from_wheel(row: Row) -> bool:
+    return row["source"].startswith(f"PyPI torch-{row['torch']}-") and "cuobjdump" in row["source"]
+
+
+def _same_pins(row: Row, wheel: PypiWheel) -> bool:
+    return (row["cuda"], row["cudnn"], row["nccl"]) == (wheel.cuda, wheel.cudnn, wheel.nccl or "")
+
+
 def _default_row(inputs: Inputs, release: PypiRelease, carried: dict[tuple[str, str], Row]) -> Row:
     if release.version in inputs.wheels:
         return _wheel_row(inputs.wheels[release.version])
     wheel = release.wheel
     name = "cu" + wheel.cuda.replace(".", "")
-    arch_list, arch_src = _arch(inputs, wheel.version, wheel.cuda, carried.get((wheel.version, name)))
+    previous = carried.get((wheel.version, name))
+    if previous and _read_from_wheel(previous) and _same_pins(previous, wheel):
+        return previous  # a row read from the wheel itself says more than the index's metadata
+    arch_list, arch_src = _arch(inputs, wheel.version, wheel.cuda, previous)
     return {"torch": wheel.version, "variant": name, "cuda": wheel.cuda, "cudnn": wheel.cudnn,
             "nccl": wheel.nccl or "", "arch_list": arch_list,
             "source": f"PyPI torch=={wheel.version} wheel metadata (METADATA Requires-Dist)"

@@ -97,7 +97,7 @@ def test_pypi_default_pins_come_from_wheel_metadata(kb: compat.KnowledgeBase) ->
     newest = kb.torch("2.15.0")
     assert newest is not None
     assert (newest.default.cuda, newest.default.nccl) == ("13.2", "2.30.7")
-    assert newest.default.source.startswith("PyPI torch==2.15.0")
+    assert newest.default.source.startswith("PyPI torch-2.15.0-cp311-cp311-manylinux_2_28_x86_64.whl: ")
     assert newest.pythons == ("3.11", "3.12", "3.13", "3.14", "3.15")
 
 
@@ -131,6 +131,9 @@ def test_cuda_13_rows_from_2_11_on_promise_no_ptx(kb: compat.KnowledgeBase) -> N
 def test_arch_lists_read_from_wheels_name_the_file_and_tool(kb: compat.KnowledgeBase) -> None:
     read = {(r.version, v.name) for r in kb.releases for v in r.variants if v.evidence == "wheel" and v.cuda}
     assert {("2.11.0", "cu130"), ("2.13.0", "cu130"), ("2.14.1", "cu130"), ("2.15.0", "cu132")} <= read
+    for version, name in (("2.13.0", "cu130"), ("2.15.0", "cu132")):  # read by scripts/update_compat.py
+        source = kb.torch(version).variant(name).source  # type: ignore[union-attr]
+        assert source.startswith(f"PyPI torch-{version}-cp311-cp311-manylinux_2_28_x86_64.whl: ")
     for version, name in read:
         variant = kb.torch(version).variant(name)  # type: ignore[union-attr]
         assert variant is not None and "cuobjdump" in variant.source and "libtorch_cuda.so" in variant.source

@@ -228,17 +228,28 @@ def test_regenerate_from_saved_pypi_and_local_upstream_files(tmp_path: Path) -> 
     assert [v.name for v in newest.cuda_variants()] == ["cu126", "cu130", "cu132"]
     cu132, cu130 = newest.variant("cu132"), newest.variant("cu130")
     assert cu132 is not None and cu130 is not None
-    # PyPI's metadata wins over the matrix file for the default variant ...
+    # PyPI's metadata wins over the matrix file for the default variant; it agrees with the row read
+    # from the wheel itself, which is kept (pins from its METADATA, arch list from cuobjdump).
     assert (cu132.cudnn, cu132.nccl) == ("9.26.0.51", "2.30.7")
-    assert cu132.source.startswith("PyPI torch==2.15.0 wheel metadata")
-    # ... whose arch list, absent from the build_cuda.sh copy, is carried over with its source.
-    assert cu132.arch_list[-1] == "12.0" and "cuobjdump" in cu132.source
+    assert cu132.source.startswith("PyPI torch-2.15.0-cp311-cp311-manylinux_2_28_x86_64.whl: ")
+    assert cu132.arch_list[-1] == "12.0" and cu132.evidence == "wheel"
     assert cu130.cudnn == "9.24.0.43" and "generate_binary_build_matrix.py, release 2.15" in cu130.source
     assert cu130.arch_list == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX")
     assert "build_cuda.sh, release 2.15" in cu130.source
     old = kb.torch("2.6.0")
     assert old is not None and old.variant("cu118") is not None  # curated rows are carried over
     assert old.variant("cu126").cudnn == "9.5.1.17"  # type: ignore[union-attr]
+
+
+def test_metadata_that_disagrees_with_a_wheel_read_row_replaces_it(tmp_path: Path) -> None:
+    base = _copy_data(tmp_path)
+    variants = base / "torch_variants.csv"
+    variants.write_text(variants.read_text().replace("2.15.0,cu132,13.2,9.26.0.51", "2.15.0,cu132,13.2,9.25.0.1"))
+    pypi = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
+    uc.regenerate(uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None), tmp_path / "o")
+    cu132 = load_kb(tmp_path / "o").torch("2.15.0").variant("cu132")  # type: ignore[union-attr]
+    assert cu132 is not None and cu132.cudnn == "9.26.0.51"
+    assert cu132.source.startswith("PyPI torch==2.15.0 wheel metadata") and "cuobjdump" in cu132.source
 
 
 def test_regeneration_is_idempotent(tmp_path: Path) -> None:
