@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -13,6 +14,15 @@ from .outcome import Outcome
 
 def check_hang(ctx: Context) -> Outcome:
     """Never returns (until the runner kills it)."""
+    while True:
+        time.sleep(1)
+
+
+def check_hang_tree(ctx: Context) -> Outcome:
+    """Starts a grandchild, then never returns: the grandchild's command line carries the
+    io.envkit.selftest-marker label so a test can find out whether anything was left running."""
+    marker = ctx.label("selftest-marker") or "envkit-selftest"
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", marker])
     while True:
         time.sleep(1)
 
