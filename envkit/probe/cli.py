@@ -68,9 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.budget_s is not None and args.budget_s <= 0:
             raise ProbeUsageError("--budget-s must be positive")
         limits = Limits(profile=args.profile, scale=args.timeout_scale, budget_s=args.budget_s)
-        report = run_suite(
-            specs, ctx, labels_path=args.labels, limits=limits, report_file=ReportFile(args.out), quiet=args.quiet
-        )
+        out, quiet = ReportFile(args.out), args.quiet
+        report = run_suite(specs, ctx, labels_path=args.labels, limits=limits, report_file=out, quiet=quiet)
         stopped_by = report["run"]["signal"]
         return 128 + int(signal.Signals[stopped_by]) if stopped_by else 0
     except ProbeUsageError as error:

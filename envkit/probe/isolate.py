@@ -65,7 +65,7 @@ def run_isolated(
     with tempfile.TemporaryDirectory(prefix="envkit-probe-") as scratch:
         result_path = os.path.join(scratch, "result.json")
         argv = [sys.executable, "-m", package_name(), "--run-check", spec.id, "--result", result_path]
-        argv += ctx.to_argv() + ["--check-limit-s", f"{timeout_s:.3f}"]
+        argv += [*ctx.to_argv(), "--check-limit-s", f"{timeout_s:.3f}"]
         argv += ["--labels", labels_path] if labels_path else []
         started = time.monotonic()
         returncode, output, timed_out = _spawn(argv, timeout_s, supervisor)

@@ -167,7 +167,7 @@ def _run(
         limit = limits.for_check(index, specs, elapsed)
         if limit < MIN_CHECK_S:
             records[index] = not_started_record(
-                spec, f"{elapsed:.0f} s of the {limits.budget_s:.0f} s --budget-s spent, too little left for it"
+                spec, f"{elapsed:.0f} s of the {limits.budget_s:.0f} s --budget-s spent, too little left"
             )
         else:
             records[index] = pending_record(spec, running_since=elapsed)
@@ -188,11 +188,8 @@ def _run(
 
 def _progress(record: dict[str, Any], quiet: bool) -> None:
     if not quiet:
-        print(
-            f"probe: {record['id']:<20} {record['status']:<5} {record['duration_s']:7.1f}s  {record['summary']}",
-            file=sys.stderr,
-            flush=True,
-        )
+        line = f"probe: {record['id']:<20} {record['status']:<5} {record['duration_s']:7.1f}s"
+        print(f"{line}  {record['summary']}", file=sys.stderr, flush=True)
 
 
 __all__ = ["Limits", "ReportFile", "run_suite"]

@@ -8,6 +8,7 @@ report and exit, instead of dying with no report and a GPU child still running.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,10 +76,8 @@ class Supervisor:
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            try:
+            with contextlib.suppress(OSError):
                 process.kill()
-            except OSError:
-                pass
 
     def kill_all(self) -> None:
         """SIGKILL every tracked group."""

@@ -127,7 +127,7 @@ def test_an_outer_timeout_leaves_a_complete_report_and_no_process(
 
 
 def test_the_report_is_on_disk_while_the_run_goes_on(tmp_path: Path, marked: tuple[Path, str]) -> None:
-    labels, marker = marked
+    labels, _marker = marked
     out = tmp_path / "report.json"
     probe = start(probe_command(out, labels, "env.python", "selftest.hang-tree"))
     try:
@@ -147,16 +147,19 @@ def test_budget_limits_a_hanging_check_so_the_next_one_still_runs(tmp_path: Path
     labels = tmp_path / "labels.json"
     labels.write_text("{}")
     # selftest.hang's own limit is 20 s; 25 s budget - 15 s kept for env.python - 3 s to finish = 7 s.
-    command = probe_command(out, labels, "selftest.hang", "env.python") + ["--budget-s", "25"]
+    command = [*probe_command(out, labels, "selftest.hang", "env.python"), "--budget-s", "25"]
     assert start(command).wait(timeout=WAIT_S) == 0
     report = json.loads(out.read_text())
     hang, python = report["checks"]
     assert hang["status"] == "ERROR"
     assert "timed out after 7 s" in hang["summary"]
     assert python["status"] == "PASS"
-    assert report["run"] == {"state": "complete", "budget_s": 25.0, "signal": None, "duration_s": pytest.approx(
-        report["run"]["duration_s"]
-    )}
+    assert report["run"] == {
+        "state": "complete",
+        "budget_s": 25.0,
+        "signal": None,
+        "duration_s": pytest.approx(report["run"]["duration_s"]),
+    }
 
 
 def test_budget_shares_are_computed_from_what_is_left() -> None:
@@ -176,7 +179,7 @@ def test_a_check_with_no_budget_left_is_not_started(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     labels = tmp_path / "labels.json"
     labels.write_text("{}")
-    command = probe_command(out, labels, "env.python", "env.shm") + ["--budget-s", "6"]
+    command = [*probe_command(out, labels, "env.python", "env.shm"), "--budget-s", "6"]
     assert start(command).wait(timeout=WAIT_S) == 0
     python, shm = json.loads(out.read_text())["checks"]
     assert python["status"] == "ERROR"
