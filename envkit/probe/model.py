@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -230,6 +230,9 @@ class KVCache:
 class Decoder(nn.Module):
     """The decoder; see the module docstring."""
 
+    rope_cos: torch.Tensor
+    rope_sin: torch.Tensor
+
     def __init__(self, cfg: ModelConfig, *, max_positions: int = 8192) -> None:
         super().__init__()
         self.cfg = cfg
@@ -240,6 +243,10 @@ class Decoder(nn.Module):
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.register_buffer("rope_cos", torch.empty(max_positions, cfg.head_dim), persistent=False)
         self.register_buffer("rope_sin", torch.empty(max_positions, cfg.head_dim), persistent=False)
+
+    def blocks(self) -> list[Block]:
+        """The layers, typed."""
+        return [cast(Block, layer) for layer in self.layers]
 
     def init_rope(self) -> None:
         """Fill the rotary tables (computed in fp32, stored in the model's dtype)."""
@@ -288,7 +295,7 @@ class Decoder(nn.Module):
             raise ValueError(f"sequence of {t} tokens exceeds max_positions={self.max_positions}")
         cos, sin = self.rope_cos[:t], self.rope_sin[:t]
         h = self.tok_emb(tokens)
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.blocks()):
             out, k, v = layer.attn.forward_full(layer.attn_norm(h), cos, sin)
             if cache is not None:
                 cache.k[index][:, :, :t].copy_(k)
@@ -309,7 +316,7 @@ class Decoder(nn.Module):
         cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
         valid = None if exact else cache.valid(pos, window)
         h = self.tok_emb(token)
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.blocks()):
             h = h + layer.attn.forward_decode(
                 layer.attn_norm(h), cos, sin, cache.k[index], cache.v[index], pos, window, valid
             )

@@ -149,11 +149,12 @@ def _run(
 ) -> dict[str, Any]:
     started = time.monotonic()
     records = [pending_record(spec) for spec in specs]
-    report = {
+    run: dict[str, Any] = {"state": "running", "budget_s": limits.budget_s, "signal": None, "duration_s": 0.0}
+    report: dict[str, Any] = {
         "probe_version": PROBE_VERSION,
         "profile": ctx.profile,
         "host": collect_host(),
-        "run": {"state": "running", "budget_s": limits.budget_s, "signal": None, "duration_s": 0.0},
+        "run": run,
         "checks": records,
     }
     report_file.update(report)
@@ -175,9 +176,9 @@ def _run(
             child = run_isolated(spec, ctx, labels_path=labels_path, timeout_s=limit, supervisor=supervisor)
             records[index] = child.record
         _progress(records[index], quiet)
-        report["run"]["duration_s"] = round(time.monotonic() - started, 3)
+        run["duration_s"] = round(time.monotonic() - started, 3)
         report_file.update(report)
-    report["run"].update(
+    run.update(
         state="interrupted" if supervisor.stopping else "complete",
         signal=supervisor.stop_name() or None,
         duration_s=round(time.monotonic() - started, 3),
