@@ -494,8 +494,14 @@ class TransformersSide:
         return tuple(int(t) for t in out[0, prompt.shape[1] :].tolist())
 
     def compile_config(self) -> str | None:
+        """The compile settings generate() applies to the decode step (its default when none is set)."""
         config = getattr(self.model().generation_config, "compile_config", None)
-        return None if config is None else repr(config)
+        if config is not None or self.recipe != RECIPE_AUTO_COMPILE:
+            return None if config is None else repr(config)
+        import transformers
+
+        default = getattr(transformers, "CompileConfig", None)
+        return None if default is None else f"{default()!r} (the default)"
 
 
 def transformers_measured(
