@@ -53,7 +53,7 @@ SCHEMA = "envkit.bench.gpu-generation/1"
 TARGET_UTILISATION = 0.60
 # Time a torch.compile'd mode needs on an H100 (compile, warm-up, timed runs): a stage that compiles
 # is skipped when less than this is left of the budget, a plain one when less than PLAIN_RESERVE_S.
-COMPILE_RESERVE_S = 70.0
+COMPILE_RESERVE_S = 60.0
 PLAIN_RESERVE_S = 10.0
 Say = Callable[[str], None]
 

@@ -2,10 +2,10 @@
 # GPU verification of the probe and the generation benchmark, for a lent GPU machine (no Docker, no
 # network, envkit maybe not installed). One run fits in BUDGET_S seconds (default 450: under 8 minutes
 # on an H100/H200), split between the steps, each under `timeout` and its own time budget:
-#   1. pytest -m "gpu and not slow" tests/gpu         (TESTS_S, default 20 % of the budget)
+#   1. pytest -m "gpu and not slow" tests/gpu         (TESTS_S, default 15 % of the budget)
 #                                                       -> $OUT/gpu-tests.{log,xml}
 #   2. the probe's full profile (1b preset), run directly with --budget-s so its own limits fire first
-#      and its report is written even when it is stopped (PROBE_S, default 42 %)
+#      and its report is written even when it is stopped (PROBE_S, default 40 %)
 #                                                       -> $OUT/probe-full.{json,log}
 #   3. benchmarks/gpu_generation.py: envkit's decode modes against the bandwidth roofline and against
 #      transformers, side by side (what is left, less SUMMARY_RESERVE_S)
@@ -14,7 +14,8 @@
 #      failed or wrote nothing                          -> $OUT/summary.txt
 # plus $OUT/environment.txt: 8 files at most, all directly in $OUT.
 # Usage: OUT=/some/dir scripts/gpu-check.sh [PROBE ARGUMENTS...]
-#   Arguments go to the probe (e.g. --only throughput.generate, --preset 8b). Environment: PYTHON
+#   Arguments go to the probe (e.g. --only throughput.generate to spend its share on the numbers,
+#   --preset 8b). Environment: PYTHON
 #   (python3), BUDGET_S, TESTS_S, PROBE_S, GEN_ARGS (more benchmark arguments, e.g. --quick),
 #   EXPECT_GPU=0 to skip the summary's GPU assertions (a CPU dry run of this script).
 # Exit status: non-zero when a GPU test failed, the probe wrote no report or a check FAILed/ERRORed, the
@@ -25,8 +26,8 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d)}"
 PY="${PYTHON:-python3}"
 BUDGET_S="${BUDGET_S:-450}"
-TESTS_S="${TESTS_S:-$((BUDGET_S * 20 / 100))}"
-PROBE_S="${PROBE_S:-$((BUDGET_S * 42 / 100))}"
+TESTS_S="${TESTS_S:-$((BUDGET_S * 15 / 100))}"
+PROBE_S="${PROBE_S:-$((BUDGET_S * 40 / 100))}"
 SUMMARY_RESERVE_S=10 # the summary and the listing at the end
 GRACE_S=5            # after a step's limit: SIGTERM, then SIGKILL this much later
 mkdir -p "$OUT"

@@ -31,7 +31,7 @@ MIB = 1 << 20
 GRAPH_MODES = ("cuda_graph", "compiled_cuda_graph")
 # Seconds a graph mode needs (capture or compilation, warm-up, timed runs of the 1b preset on an
 # H100-class GPU): a mode is not started when less than this is left of the check's own limit.
-MODE_RESERVE_S = {"cuda_graph": 20.0, "compiled_cuda_graph": 90.0}
+MODE_RESERVE_S = {"cuda_graph": 20.0, "compiled_cuda_graph": 75.0}
 # Teacher-forced greedy margins, in standard deviations of a row of logits (model.greedy_margins):
 # bf16 near-ties stay well under WARN_MARGIN; a token that is not a near-argmax at all means the
 # cached path computed something else.
