@@ -70,8 +70,9 @@ def run_isolated(
         started = time.monotonic()
         returncode, output, timed_out = _spawn(argv, timeout_s, supervisor)
         duration = time.monotonic() - started
-        if supervisor.stopping:
-            outcome = interrupted_outcome(duration, supervisor.stop_name(), output)
+        if supervisor.stopping and returncode != 0:  # a child that finished first keeps its result
+            ran = (supervisor.stopped_at or time.monotonic()) - started
+            outcome = interrupted_outcome(max(ran, 0.0), supervisor.stop_name(), output)
         else:
             outcome = _interpret(returncode, output, timed_out, timeout_s, result_path)
     return ChildRun(record=to_record(spec.id, outcome, duration), interrupted=supervisor.stopping)

@@ -62,6 +62,9 @@ class FakeTransformers(gpu.TransformersSide):
         self.recipe = gpu.RECIPE_AUTO_COMPILE
         return self.recipe
 
+    def compile_config(self) -> str | None:
+        return None
+
     def reset_cache(self) -> None:
         self.resets += 1
         self.clock.now += 5.0  # untimed: must not show in any figure
