@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from types import FrameType
 from typing import Any, Callable
@@ -41,7 +42,10 @@ class Supervisor:
         return "" if self.stop_signal is None else signal.Signals(self.stop_signal).name
 
     def install(self) -> None:
-        """Handle SIGTERM and SIGINT from now on (main thread only); `restore` undoes it."""
+        """Handle SIGTERM and SIGINT from now on; `restore` undoes it. Outside the main thread (where
+        Python cannot set handlers: the suite was embedded in something else) it does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         for number in STOP_SIGNALS:
             self._previous[number] = signal.signal(number, self._on_signal)
 

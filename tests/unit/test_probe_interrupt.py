@@ -194,3 +194,20 @@ def test_report_file_replaces_atomically(tmp_path: Path) -> None:
     writer.update({"checks": [1, 2]})
     assert json.loads(out.read_text()) == {"checks": [1, 2]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_the_suite_runs_outside_the_main_thread(tmp_path: Path) -> None:
+    # Signal handlers can only be set in the main thread: an embedding caller's thread still gets a report.
+    import threading
+
+    from envkit.probe import cli
+
+    codes: list[int] = []
+    out = tmp_path / "report.json"
+    worker = threading.Thread(
+        target=lambda: codes.append(cli.main(["--only", "env.python", "--quiet", "--out", str(out)]))
+    )
+    worker.start()
+    worker.join(timeout=WAIT_S)
+    assert codes == [0]
+    assert json.loads(out.read_text())["checks"][0]["status"] == "PASS"
