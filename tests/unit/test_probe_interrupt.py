@@ -23,18 +23,23 @@ REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0
 
 
+MARKER_VARIABLE = "ENVKIT_PROBE_TEST_MARKER"
+
+
 def processes_with(marker: str) -> list[int]:
-    """Pids of live (not zombie) processes whose command line contains `marker`."""
+    """Pids of live (not zombie) processes whose environment carries `marker` (the probe, its check's
+    child and anything that child started all inherit it)."""
     found = []
+    needle = f"{MARKER_VARIABLE}={marker}".encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode("utf-8", "replace")
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if marker in cmdline and state != "Z":
+        if needle in environ.split(b"\0") and state != "Z":
             found.append(int(entry))
     return found
 
@@ -62,38 +67,33 @@ def check_running(path: Path, check_id: str) -> bool:
 
 
 @pytest.fixture
-def marked(tmp_path: Path) -> tuple[Path, str]:
-    """A labels file whose marker the hang-tree selftest puts on its grandchild's command line (the
-    probe and the check's child name the labels file on theirs)."""
-    marker = f"envkit-probe-test-{uuid.uuid4().hex}"
-    labels = tmp_path / "labels.json"
-    labels.write_text(json.dumps({"io.envkit.selftest-marker": marker}))
-    yield labels, marker
-    for pid in processes_with(marker) + processes_with(str(labels)):  # nothing left, even on failure
+def marker() -> str:
+    """A value for MARKER_VARIABLE unique to this test; whatever still carries it is killed afterwards."""
+    value = uuid.uuid4().hex
+    yield value
+    for pid in processes_with(value):  # nothing left behind, even when the test failed
         os.kill(pid, signal.SIGKILL)
 
 
-def probe_command(out: Path, labels: Path, *checks: str) -> list[str]:
-    return [
-        sys.executable, "-m", "envkit.probe", "--quiet", "--labels", str(labels), "--out", str(out),
-        "--only", *checks,
-    ]  # fmt: skip
+def probe_command(out: Path, *checks: str) -> list[str]:
+    return [sys.executable, "-m", "envkit.probe", "--quiet", "--out", str(out), "--only", *checks]
 
 
-def start(command: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def start(command: list[str], marker: str = "") -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), MARKER_VARIABLE: marker}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_mid_check_leaves_a_complete_report_and_no_process(
-    tmp_path: Path, marked: tuple[Path, str], stop: signal.Signals
+    tmp_path: Path, marker: str, stop: signal.Signals
 ) -> None:
-    labels, marker = marked
     out = tmp_path / "report.json"
-    probe = start(probe_command(out, labels, "env.python", "selftest.hang-tree", "env.shm"))
-    wait_for(lambda: check_running(out, "selftest.hang-tree") and processes_with(marker), "the hang to start")
-    assert len(processes_with(str(labels))) == 2  # the probe and the check's child (its argv names it)
+    probe = start(probe_command(out, "env.python", "selftest.hang-tree", "env.shm"), marker)
+    # The probe, the check's child and the grandchild it started.
+    wait_for(
+        lambda: check_running(out, "selftest.hang-tree") and len(processes_with(marker)) == 3, "the hang"
+    )
     probe.send_signal(stop)
     assert probe.wait(timeout=WAIT_S) == 128 + stop
     report = json.loads(out.read_text())
@@ -106,30 +106,26 @@ def test_a_stop_signal_mid_check_leaves_a_complete_report_and_no_process(
     assert shm["summary"].startswith(f"not run: the probe was interrupted ({stop.name})")
     assert report["run"]["state"] == "interrupted"
     assert report["run"]["signal"] == stop.name
-    assert processes_with(marker) == [] and processes_with(str(labels)) == []
+    assert processes_with(marker) == []
 
 
 @pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
-def test_an_outer_timeout_leaves_a_complete_report_and_no_process(
-    tmp_path: Path, marked: tuple[Path, str]
-) -> None:
-    labels, marker = marked
+def test_an_outer_timeout_leaves_a_complete_report_and_no_process(tmp_path: Path, marker: str) -> None:
     out = tmp_path / "report.json"
-    command = ["timeout", "-k", "20", "10", *probe_command(out, labels, "selftest.hang-tree", "env.python")]
-    probe = start(command)
+    command = ["timeout", "-k", "20", "10", *probe_command(out, "selftest.hang-tree", "env.python")]
+    probe = start(command, marker)
     assert probe.wait(timeout=WAIT_S) == 124  # timeout's own status: it sent SIGTERM
     report = json.loads(out.read_text())
     assert report["run"]["state"] == "interrupted"
     assert report["run"]["signal"] == "SIGTERM"
     assert [c["status"] for c in report["checks"]] == ["ERROR", "ERROR"]
     assert report["checks"][1]["summary"].startswith("not run: the probe was interrupted")
-    assert processes_with(marker) == [] and processes_with(str(labels)) == []
+    assert processes_with(marker) == []
 
 
-def test_the_report_is_on_disk_while_the_run_goes_on(tmp_path: Path, marked: tuple[Path, str]) -> None:
-    labels, _marker = marked
+def test_the_report_is_on_disk_while_the_run_goes_on(tmp_path: Path, marker: str) -> None:
     out = tmp_path / "report.json"
-    probe = start(probe_command(out, labels, "env.python", "selftest.hang-tree"))
+    probe = start(probe_command(out, "env.python", "selftest.hang-tree"), marker)
     try:
         wait_for(lambda: check_running(out, "selftest.hang-tree"), "the hang to start")
         report = json.loads(out.read_text())
@@ -144,10 +140,8 @@ def test_the_report_is_on_disk_while_the_run_goes_on(tmp_path: Path, marked: tup
 
 def test_budget_limits_a_hanging_check_so_the_next_one_still_runs(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    labels = tmp_path / "labels.json"
-    labels.write_text("{}")
     # selftest.hang's own limit is 20 s; 25 s budget - 15 s kept for env.python - 3 s to finish = 7 s.
-    command = [*probe_command(out, labels, "selftest.hang", "env.python"), "--budget-s", "25"]
+    command = [*probe_command(out, "selftest.hang", "env.python"), "--budget-s", "25"]
     assert start(command).wait(timeout=WAIT_S) == 0
     report = json.loads(out.read_text())
     hang, python = report["checks"]
@@ -177,9 +171,7 @@ def test_budget_shares_are_computed_from_what_is_left() -> None:
 
 def test_a_check_with_no_budget_left_is_not_started(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    labels = tmp_path / "labels.json"
-    labels.write_text("{}")
-    command = [*probe_command(out, labels, "env.python", "env.shm"), "--budget-s", "6"]
+    command = [*probe_command(out, "env.python", "env.shm"), "--budget-s", "6"]
     assert start(command).wait(timeout=WAIT_S) == 0
     python, shm = json.loads(out.read_text())["checks"]
     assert python["status"] == "ERROR"
