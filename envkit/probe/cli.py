@@ -47,8 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the probe; returns the process exit status."""
+def main(argv: Sequence[str] | None = None, *, propagate_stop: bool = True) -> int:
+    """Run the probe; returns the process exit status.
+
+    After SIGTERM/SIGINT stopped the run (report written, children killed) the signal is raised again
+    for the caller's own handler when `propagate_stop` (an embedding program, e.g. a test run, must not
+    carry on as if nothing happened); `python -m` passes False and exits 128 + the signal instead."""
     try:
         args = build_parser().parse_args(argv)
         if args.list:
@@ -71,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out, quiet = ReportFile(args.out), args.quiet
         report = run_suite(specs, ctx, labels_path=args.labels, limits=limits, report_file=out, quiet=quiet)
         stopped_by = report["run"]["signal"]
-        return 128 + int(signal.Signals[stopped_by]) if stopped_by else 0
+        if not stopped_by:
+            return 0
+        if propagate_stop:
+            signal.raise_signal(signal.Signals[stopped_by])
+        return 128 + int(signal.Signals[stopped_by])
     except ProbeUsageError as error:
         print(f"envkit-probe: error: {error}", file=sys.stderr)
         return 2

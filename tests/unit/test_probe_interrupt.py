@@ -203,3 +203,29 @@ def test_the_suite_runs_outside_the_main_thread(tmp_path: Path) -> None:
     worker.join(timeout=WAIT_S)
     assert codes == [0]
     assert json.loads(out.read_text())["checks"][0]["status"] == "PASS"
+
+
+def test_an_embedding_program_gets_the_signal_after_the_report(tmp_path: Path, marker: str) -> None:
+    # A test run (pytest under `timeout`) calling cli.main must stop too, not go on to the next test
+    # while `timeout` waits to SIGKILL it.
+    out = tmp_path / "report.json"
+    code = (
+        "from envkit.probe import cli\n"
+        f"cli.main(['--quiet', '--out', {str(out)!r}, '--only', 'selftest.hang-tree'])\n"
+        "print('carried on')\n"
+    )
+    embedder = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), MARKER_VARIABLE: marker},
+        stdout=subprocess.PIPE,
+    )
+    wait_for(
+        lambda: check_running(out, "selftest.hang-tree") and len(processes_with(marker)) == 3, "the hang"
+    )
+    embedder.send_signal(signal.SIGTERM)
+    output, _ = embedder.communicate(timeout=WAIT_S)
+    assert embedder.returncode == -signal.SIGTERM
+    assert b"carried on" not in output
+    assert json.loads(out.read_text())["run"]["state"] == "interrupted"
+    assert processes_with(marker) == []
