@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import ClassVar
+
 import pytest
 
 pytest.importorskip("torch")
@@ -156,3 +159,53 @@ def test_noise_reason_names_load_and_spread() -> None:
     assert ct.noise_reason(quiet, 0.25) == "decode tokens/s spread 25%, above 20%"
     unknown = {"cpus_available": 2, "cgroup_cpu_quota": None, "loadavg_before": None, "loadavg_after": None}
     assert ct.noise_reason(unknown, 0.0) is None
+
+
+class FakeReference:
+    """The decoder module's surface _measure uses; a graph mode that is started records itself."""
+
+    started: ClassVar[list[str]] = []
+
+    class CachedGenerator:
+        def __init__(self, net: object, *, max_len: int, mode: str = "eager") -> None:
+            FakeReference.started.append(mode)
+
+        def run(self, prompt: object, count: int) -> model.GenerationRun:
+            return run()
+
+    @staticmethod
+    def generate_nocache(net: object, prompt: object, count: int) -> tuple:
+        return TOKENS[:count], 1.0
+
+
+class FakeNet:
+    def greedy_margins(self, prompt: object, tokens: tuple) -> list:
+        return [0.0] * len(tokens)
+
+
+def test_graph_modes_are_not_started_without_the_time_they_need() -> None:
+    plan = ct.Plan(
+        preset="1b",
+        prompt_len=512,
+        new_tokens=8,
+        nocache_tokens=4,
+        repetitions=2,
+        nocache_repetitions=2,
+        graph_modes=ct.GRAPH_MODES,
+    )
+    FakeReference.started = []
+    short = ct._Deadline(end=time.monotonic() + 30.0)  # room for cuda_graph (20 s), not compiled
+    measured = ct._measure(FakeReference, FakeNet(), None, plan, short)
+    assert FakeReference.started == ["eager", "cuda_graph"]
+    assert set(measured.modes) == {"eager", "cuda_graph"}
+    assert measured.mode_errors["compiled_cuda_graph"].startswith("not started: ")
+    assert "needs 75 s" in measured.mode_errors["compiled_cuda_graph"]
+    FakeReference.started = []
+    ct._measure(FakeReference, FakeNet(), None, plan, ct._Deadline(end=None))
+    assert FakeReference.started == ["eager", "cuda_graph", "compiled_cuda_graph"]
+
+
+def test_gpu_plans_measure_graph_modes_by_profile() -> None:
+    assert ct.plan_for("quick", None, on_gpu=True).graph_modes == ("cuda_graph",)
+    assert ct.plan_for("full", None, on_gpu=True).graph_modes == ct.GRAPH_MODES
+    assert ct.plan_for("full", None, on_gpu=False).graph_modes == ()
