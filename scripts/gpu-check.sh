@@ -37,8 +37,10 @@ tests_rc=- probe_rc=- gen_rc=-
 
 left() { echo $((BUDGET_S - (SECONDS - started) - SUMMARY_RESERVE_S)); }
 
-{ nvidia-smi || true; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } \
-    >"$OUT/environment.txt" 2>&1
+{
+    timeout 20 nvidia-smi || true
+    timeout 40 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+} >"$OUT/environment.txt" 2>&1
 
 echo "== 1. GPU tests (up to $TESTS_S s)"
 timeout -k "$GRACE_S" "$TESTS_S" "$PY" -m pytest -m "gpu and not slow" tests/gpu -q -rA -s \
