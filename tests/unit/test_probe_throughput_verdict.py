@@ -106,14 +106,16 @@ def test_fastest_correct_mode_wins_not_the_fastest() -> None:
         "cuda_graph": ct._mode_summary([fast] * 3, model),
     }
     not_tie = {"eager": [0.0] * 8, "cuda_graph": [0.0] * 7 + [0.9]}
-    assert ct.correct_modes(summaries, not_tie, ()) == ["eager"]
+    assert ct.correct_modes(summaries, not_tie) == ["eager"]
     tie = {"eager": [0.0] * 8, "cuda_graph": [0.0] * 7 + [0.1]}
-    assert ct.correct_modes(summaries, tie, ()) == ["eager", "cuda_graph"]
+    assert ct.correct_modes(summaries, tie) == ["eager", "cuda_graph"]
 
 
-def test_failed_graph_mode_warns() -> None:
+def test_failed_graph_mode_warns_but_one_out_of_time_does_not() -> None:
     _, warnings = verdict(on_gpu=True, errors={"compiled_cuda_graph": "BackendCompilerFailed: no triton"})
     assert warnings == ["compiled_cuda_graph mode failed: BackendCompilerFailed: no triton"]
+    late = {"compiled_cuda_graph": ct.NOT_STARTED + "30 s of the check's time limit left, needs 75 s"}
+    assert verdict(on_gpu=True, errors=late) == ([], [])
 
 
 def test_mode_summary_excludes_the_warm_up_run() -> None:
