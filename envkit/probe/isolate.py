@@ -3,7 +3,6 @@ the suite. The parent never imports torch; anything a child does wrong becomes a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -43,14 +42,6 @@ def child_env() -> dict[str, str]:
     return env
 
 
-@dataclasses.dataclass(frozen=True)
-class ChildRun:
-    """How a check's child ended: its record, and whether a stop signal cut it short."""
-
-    record: dict[str, Any]
-    interrupted: bool
-
-
 def run_isolated(
     spec: CheckSpec,
     ctx: Context,
@@ -58,9 +49,9 @@ def run_isolated(
     labels_path: str | None,
     timeout_s: float,
     supervisor: Supervisor | None = None,
-) -> ChildRun:
-    """Run `spec` in a child within `timeout_s`; its record is ERROR when the child failed, timed out
-    or was interrupted (SIGTERM/SIGINT to the probe, seen through `supervisor`)."""
+) -> dict[str, Any]:
+    """Run `spec` in a child within `timeout_s`; returns its report record: ERROR when the child failed,
+    timed out or was interrupted (SIGTERM/SIGINT to the probe, seen through `supervisor`)."""
     supervisor = supervisor or Supervisor()
     with tempfile.TemporaryDirectory(prefix="envkit-probe-") as scratch:
         result_path = os.path.join(scratch, "result.json")
@@ -75,7 +66,7 @@ def run_isolated(
             outcome = interrupted_outcome(max(ran, 0.0), supervisor.stop_name(), output)
         else:
             outcome = _interpret(returncode, output, timed_out, timeout_s, result_path)
-    return ChildRun(record=to_record(spec.id, outcome, duration), interrupted=supervisor.stopping)
+    return to_record(spec.id, outcome, duration)
 
 
 def interrupted_outcome(duration_s: float, signal_name: str, output: str = "") -> Outcome:

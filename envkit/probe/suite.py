@@ -173,8 +173,9 @@ def _run(
         else:
             records[index] = pending_record(spec, running_since=elapsed)
             report_file.update(report)
-            child = run_isolated(spec, ctx, labels_path=labels_path, timeout_s=limit, supervisor=supervisor)
-            records[index] = child.record
+            records[index] = run_isolated(
+                spec, ctx, labels_path=labels_path, timeout_s=limit, supervisor=supervisor
+            )
         _progress(records[index], quiet)
         run["duration_s"] = round(time.monotonic() - started, 3)
         report_file.update(report)
