@@ -217,3 +217,26 @@ def test_plans() -> None:
         plan = plan_for(profile, None, on_gpu=False)
         assert plan.repetitions >= 2 and plan.nocache_repetitions >= 2
         assert plan.nocache_tokens <= plan.new_tokens
+
+
+@pytest.mark.slow
+def test_inductor_compiles_the_fixed_shape_decode_step() -> None:
+    # What the compiled CUDA-graph mode compiles, lowered by Inductor for the CPU (needs a C++
+    # compiler): the masked-window attention must compile whole and pick the same greedy tokens.
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("Inductor on the CPU needs a C++ compiler")
+    net = model.build_model(SMALL, "cpu", torch.float32, max_positions=128)
+    prompt = model.prompt_tokens(net.cfg.vocab_size, 40, seed=2)
+    cache = model.KVCache(net.cfg, max_len=48, device="cpu", dtype=torch.float32)
+    step = torch.compile(net.decode_step, dynamic=False, fullgraph=True)
+    with torch.no_grad():
+        token = net.prefill(prompt, cache).argmax(dim=-1, keepdim=True)
+        tokens = [int(token)]
+        for p in range(40, 47):
+            token = step(token, torch.tensor([p]), cache, cache.window(p + 1), False).argmax(
+                dim=-1, keepdim=True
+            )
+            tokens.append(int(token))
+    assert tokens == model.generate(net, prompt, 8, use_cache=False)
