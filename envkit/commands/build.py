@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, decide
@@ -159,7 +160,7 @@ def print_summary(report: BuildReport, report_path: Path) -> None:
         )
     out.print(summary)
     for r in report.failed:
-        out.print(f"[red]✗ {r.cell}[/]: {r.error}")
+        out.print(f"[red]✗ {escape(r.cell)}[/]: {escape(r.error or '')}")
         if r.log_tail:
             out.print(r.log_tail, markup=False, highlight=False)
-    out.print(f"build report: {report_path}")
+    out.print(f"build report: {escape(str(report_path))}")

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from envkit.commands._common import (
     add_matrix_argument,
     add_only_argument,
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     for context in contexts:
         write_context(context, args.output / context.cell.id)
-    console().print(f"rendered {len(contexts)} cells into {args.output}")
+    console().print(f"rendered {len(contexts)} cells into {escape(str(args.output))}")
     return 0
 
 

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from envkit.engine import get_engine, parse_gpus
 from envkit.errors import UsageError
 from envkit.matrix import load_matrix
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_report(report), encoding="utf-8")
         print_reports(out, [report])
-        out.print(f"report: {path}")
+        out.print(f"report: {escape(str(path))}")
     return 1 if any(failed(report) for report, _ in reports) else 0
 
 
