@@ -221,8 +221,6 @@ def _variant_name(cuda: str) -> str:
 
 def _flavor(values: Mapping[str, str], variant: Variant) -> str:
     flavor = values.get("flavor") or ("cpu" if variant.cuda is None else "runtime")
-    if flavor not in ("runtime", "devel", "cpu"):
-        raise Drop(f"flavor {flavor} is not one of runtime, devel, cpu")
     if flavor == "cpu" and variant.cuda is not None:
         raise Drop(f"flavor cpu takes cuda: none, not cuda {variant.cuda}")
     if flavor == "runtime" and variant.cuda is None:
@@ -325,7 +323,7 @@ def _base(
         # Wheels bring their own CUDA libraries and cuDNN: the `base` image (driver glue, env vars) or
         # `devel` (nvcc for extensions) without a system cuDNN avoids two cuDNNs in one process.
         kind = "devel" if flavor == "devel" else "base"
-        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name.replace('ubuntu', 'ubuntu')}"
+        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name}"
     family, _, version = _split_os(os_name)
     if family == "debian":
         return CPU_BASES["debian"].format(codename=DEBIAN_CODENAMES.get(version, version))

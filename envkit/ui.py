@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from rich.console import Console
+
+from envkit.errors import visible
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -19,3 +22,8 @@ def console(*, stderr: bool = False) -> Console:
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else 160
     return Console(stderr=stderr, no_color=force_plain, highlight=False, soft_wrap=True, width=width)
+
+
+def warn(message: str) -> None:
+    """One `envkit: warning:` line on stderr (unwrapped, control characters shown escaped)."""
+    print(f"envkit: warning: {visible(message)}", file=sys.stderr)

@@ -9,11 +9,11 @@ from typing import Any
 
 from rich.markup import escape
 
+from envkit.commands._common import checked_plan
 from envkit.engine import get_engine, parse_gpus
 from envkit.errors import UsageError
-from envkit.matrix import load_matrix
+from envkit.policy import check_id_hint, known_check_ids
 from envkit.report import Report, dump_report
-from envkit.resolve import plan
 from envkit.ui import console
 from envkit.validate import RunSettings, failed, host_has_gpu, validate_image, validate_local
 from envkit.views import print_reports
@@ -71,7 +71,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     targets = list(args.images)
     if args.matrix:
-        targets += [cell.image for cell in plan(load_matrix(args.matrix)).cells]
+        targets += [cell.image for cell in checked_plan(args.matrix).cells]
     if args.local == bool(targets):
         raise UsageError(
             "name IMAGEs (or --matrix), or use --local", hint="e.g. envkit validate acme/pytorch:2.6"
@@ -107,6 +107,9 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         parse_gpus(gpus)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    for check in args.only:
+        if check not in known_check_ids():
+            raise UsageError(f"--only {check}: unknown check", hint=check_id_hint(check))
     return RunSettings(
         profile=args.profile,
         gpus=gpus,

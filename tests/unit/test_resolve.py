@@ -128,8 +128,10 @@ def test_strict_turns_any_drop_into_an_error() -> None:
                 "os: [ubuntu22.04]}\n")
 
 
-def test_bad_cuda_text_is_a_drop_not_a_crash() -> None:
-    assert "not a CUDA major.minor" in only_drop("axes: {torch: ['2.6'], cuda: ['12']}\n")
+def test_bad_cuda_text_is_an_error_where_it_is_read() -> None:
+    with pytest.raises(ConfigError, match=r"axes.cuda\[0\]: cuda `12` is not a CUDA version") as caught:
+        resolve("axes: {torch: ['2.6'], cuda: ['12']}\n")
+    assert caught.value.hint is not None and "did you mean `12." in caught.value.hint
 
 
 def test_duplicate_cells_are_dropped_and_tag_collisions_are_errors() -> None:
