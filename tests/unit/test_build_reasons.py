@@ -127,3 +127,23 @@ def test_gpus_without_an_nvidia_runtime_says_what_to_install() -> None:
         raise refusal
     assert caught.value.exit_code == 3
     assert caught.value.hint is not None and "NVIDIA Container Toolkit" in caught.value.hint
+
+
+def test_render_into_a_folder_removes_cells_the_matrix_no_longer_has_and_refuses_another_matrixs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    matrix = tmp_path / "m.yaml"
+    head = "version: 1\nimage: {repository: acme/pytorch}\n"
+    matrix.write_text(head + "axes: {torch: ['2.7', '2.8'], cuda: [none]}\n")
+    assert main(["render", str(matrix), "-o", str(out)]) == 0
+    (out / "notes").mkdir()  # not a rendered cell: left alone
+    matrix.write_text(head + "axes: {torch: ['2.8'], cuda: [none]}\n")
+    assert main(["render", str(matrix), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["2.8.0-cpu-py3.11-debian12-cpu", "notes"]
+    assert "removed 1 cell(s) the matrix no longer has: 2.7.1-cpu-py3.11-debian12-cpu" in capsys.readouterr().out
+    other = tmp_path / "other.yaml"
+    other.write_text(head + "axes: {torch: ['2.7'], cuda: [none]}\n")
+    assert main(["render", str(other), "-o", str(out)]) == 2
+    assert "was rendered from another matrix (m)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["2.8.0-cpu-py3.11-debian12-cpu", "notes"]
