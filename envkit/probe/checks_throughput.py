@@ -27,7 +27,7 @@ FAIL_MARGIN = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class GenerationPlan:
     """How much to generate: prompt (the long context), tokens per run, repetitions, CUDA graph on/off."""
 
     preset: str
@@ -50,11 +50,11 @@ _PLANS = {
 }
 
 
-def plan_for(profile: str, preset: str | None, on_gpu: bool) -> Plan:
+def plan_for(profile: str, preset: str | None, on_gpu: bool) -> GenerationPlan:
     """The generation plan: the 1b preset for the full profile on a GPU, tiny otherwise, unless given."""
     chosen = preset or ("1b" if on_gpu and profile == "full" else "tiny")
     prompt, new, nocache, reps, nocache_reps = _PLANS[(chosen, profile)]
-    return Plan(
+    return GenerationPlan(
         preset=chosen,
         prompt_len=prompt,
         new_tokens=new,
@@ -95,7 +95,7 @@ class Measured:
     margins: dict[str, float]
 
 
-def _measure(reference: Any, net: Any, prompt: Any, plan: Plan) -> Measured:
+def _measure(reference: Any, net: Any, prompt: Any, plan: GenerationPlan) -> Measured:
     max_len = plan.prompt_len + plan.new_tokens
     eager = _cached_runs(reference.CachedGenerator(net, max_len=max_len), prompt, plan)
     modes = {"eager": eager}
@@ -117,7 +117,7 @@ def _measure(reference: Any, net: Any, prompt: Any, plan: Plan) -> Measured:
     return Measured(modes=modes, nocache=nocache, mode_errors=errors, margins=margins)
 
 
-def _cached_runs(generator: Any, prompt: Any, plan: Plan) -> list[Any]:
+def _cached_runs(generator: Any, prompt: Any, plan: GenerationPlan) -> list[Any]:
     return [generator.run(prompt, plan.new_tokens) for _ in range(plan.repetitions + 1)]
 
 
@@ -135,7 +135,9 @@ def _mode_summary(runs: list[Any], reference: Any) -> dict[str, Any]:
     }
 
 
-def _judge(torch: Any, reference: Any, net: Any, plan: Plan, device: Any, measured: Measured) -> Outcome:
+def _judge(
+    torch: Any, reference: Any, net: Any, plan: GenerationPlan, device: Any, measured: Measured
+) -> Outcome:
     summaries = {mode: _mode_summary(runs, reference) for mode, runs in measured.modes.items()}
     best_mode = max(summaries, key=lambda mode: summaries[mode]["decode_tokens_per_s"])
     best = summaries[best_mode]
@@ -182,7 +184,7 @@ def _judge(torch: Any, reference: Any, net: Any, plan: Plan, device: Any, measur
 
 def _verdicts(
     reference: Any,
-    plan: Plan,
+    plan: GenerationPlan,
     measured: Measured,
     summaries: dict[str, dict[str, Any]],
     metrics: dict[str, float],
@@ -235,7 +237,7 @@ def _failure_hint(problems: list[str]) -> str:
 def _details(
     reference: Any,
     net: Any,
-    plan: Plan,
+    plan: GenerationPlan,
     device: Any,
     measured: Measured,
     summaries: dict[str, dict[str, Any]],
@@ -298,7 +300,9 @@ def _peak_memory_mib(torch: Any, device: Any) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-def _bandwidth(torch: Any, net: Any, plan: Plan, tpot_s: float, details: dict[str, Any]) -> dict[str, float]:
+def _bandwidth(
+    torch: Any, net: Any, plan: GenerationPlan, tpot_s: float, details: dict[str, Any]
+) -> dict[str, float]:
     """bandwidth_utilisation against the roofline; also fills the byte counts and peak source in details."""
     cfg = net.cfg
     element = next(net.parameters()).element_size()

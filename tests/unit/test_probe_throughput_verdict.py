@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 from envkit.probe import checks_throughput as ct
 from envkit.probe import model
 
-PLAN = ct.Plan(
+PLAN = ct.GenerationPlan(
     preset="tiny",
     prompt_len=512,
     new_tokens=8,
