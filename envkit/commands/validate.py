@@ -107,8 +107,8 @@ def _validate_images(
         reports.append(_keep(out, report, args.out or _default_out(args, ref)))
     if missing:
         raise ConfigError(
-            f"{len(missing)} of {len(targets)} image(s) not on the engine, so not validated: "
-            + ", ".join(missing),
+            f"no image {', '.join(repr(ref) for ref in missing)} on the engine: "
+            f"{len(missing)} of {len(targets)} not validated",
             hint="build them (envkit build MATRIX) or pull them first; the others' reports are written",
         )
     return 1 if any(failed(report) for report in reports) else 0

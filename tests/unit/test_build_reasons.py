@@ -109,7 +109,7 @@ def test_validate_matrix_validates_every_built_cell_and_names_the_unbuilt_at_the
     assert main(["validate", "--matrix", str(matrix), "--gpus", "none", "--out-dir", str(out_dir)]) == 2
     captured = capsys.readouterr()
     assert len(list(out_dir.glob("*.json"))) == 1  # the built cell was validated
-    assert "1 of 2 image(s) not on the engine, so not validated: acme/pytorch:2.7.1-cpu-py3.11-debian12-cpu" in (
+    assert "no image 'acme/pytorch:2.7.1-cpu-py3.11-debian12-cpu' on the engine: 1 of 2 not validated" in (
         captured.err
     )
 
