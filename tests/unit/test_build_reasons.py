@@ -21,7 +21,9 @@ UNREACHABLE = (
     "no such host"
 )
 NO_BRIDGE = "build failed: could not find bridge docker0: route ip+net: no such network interface"
-DOCKERFILE_ERROR = "build failed: The command '/bin/sh -c apt-get install -y nope' returned a non-zero code: 100"
+DOCKERFILE_ERROR = (
+    "build failed: The command '/bin/sh -c apt-get install -y nope' returned a non-zero code: 100"
+)
 
 
 def context(**changes: object):
@@ -77,7 +79,10 @@ def test_dry_run_reasons_no_image_changed_input_base_moved_forced_up_to_date(tmp
         "a": ("build", "content hash differs: torch 2.12.0 → 2.13.0")
     }
     [(action, why)] = explain([context(torch="2.12.0", packages=("ninja",))], engine).values()
-    assert (action, why) == ("build", "content hash differs: the Dockerfile or build files (packages, wheels, templates)")
+    assert (action, why) == (
+        "build",
+        "content hash differs: the Dockerfile or build files (packages, wheels, templates)",
+    )
     engine.add_image("debian:bookworm-slim", labels={"release": "12.8"})
     [(action, why)] = explain([old], engine).values()
     assert action == "build" and why.startswith("base debian:bookworm-slim moved: built on sha256:")
@@ -141,7 +146,9 @@ def test_render_into_a_folder_removes_cells_the_matrix_no_longer_has_and_refuses
     matrix.write_text(head + "axes: {torch: ['2.8'], cuda: [none]}\n")
     assert main(["render", str(matrix), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["2.8.0-cpu-py3.11-debian12-cpu", "notes"]
-    assert "removed 1 cell(s) the matrix no longer has: 2.7.1-cpu-py3.11-debian12-cpu" in capsys.readouterr().out
+    assert (
+        "removed 1 cell(s) the matrix no longer has: 2.7.1-cpu-py3.11-debian12-cpu" in capsys.readouterr().out
+    )
     other = tmp_path / "other.yaml"
     other.write_text(head + "axes: {torch: ['2.7'], cuda: [none]}\n")
     assert main(["render", str(other), "-o", str(out)]) == 2

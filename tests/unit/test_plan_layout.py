@@ -74,7 +74,9 @@ def test_drop_reasons_wrap_between_words_and_are_given_once(with_drops: Plan, wi
         assert set(reason.split()) <= words, reason  # no word (a version, a path) is split
     assert sum(line.lstrip().startswith("- torch=") for line in lines) == len(with_drops.dropped)
     heads = [line for line in lines if line.startswith("  ") and not line.startswith("    ")]
-    assert len([h for h in heads if h.strip().startswith("the knowledge base has no row for torch 2.99")]) == 1
+    assert (
+        len([h for h in heads if h.strip().startswith("the knowledge base has no row for torch 2.99")]) == 1
+    )
 
 
 def test_cli_wide_flag(capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,7 +56,9 @@ def test_typos_in_include_exclude_and_defaults_are_caught_too(
         assert code == 2 and f": {key}: " in err and "did you mean" in err, err
 
 
-def test_an_exclude_that_matches_nothing_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_exclude_that_matches_nothing_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(
         tmp_path,
         """\
@@ -137,8 +139,11 @@ def test_an_unknown_check_in_a_policy_is_exit_2_with_a_suggestion(
     report = Path(__file__).parent / "fixtures" / "reports" / "cpu-quick-pass.json"
     for body, key, suggestion in (
         ("require: {gpu.visiblity: [PASS]}\n", "require.gpu.visiblity", "'gpu.visibility'"),
-        ("thresholds:\n  - {check: throughput.generat, metric: x, min: 1}\n", "thresholds[0].check",
-         "'throughput.generate'"),
+        (
+            "thresholds:\n  - {check: throughput.generat, metric: x, min: 1}\n",
+            "thresholds[0].check",
+            "'throughput.generate'",
+        ),
         ("allow_skip: [gpu.kernel]\n", "allow_skip[0]", "'gpu.kernels'"),
     ):
         policy.write_text("version: 1\n" + body)
