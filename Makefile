@@ -16,6 +16,8 @@ BUILD_FLAGS := $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(if $(CA_BUNDLE),
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# The distribution was called `envkit` before it became envkit-gpu; an old install would shadow it.
+	$(BIN)/pip uninstall --quiet --yes envkit 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@# The probe's own tests run torch on the host: the wheelhouse's torch for this Python, when there
 	@# is one (named as a file, so pip cannot prefer a multi-GB CUDA build from the index instead).
