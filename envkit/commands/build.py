@@ -170,4 +170,6 @@ def print_summary(report: BuildReport, report_path: Path) -> None:
         out.print(f"[red]✗ {escape(r.cell)}[/]: {escape(r.error or '')}")
         if r.log_tail:
             out.print(r.log_tail, markup=False, highlight=False)
+        if r.log:
+            out.print(f"  log: {escape(r.log)}")  # whole, on its own line: the table may fold it
     out.print(f"build report: {escape(str(report_path))}")

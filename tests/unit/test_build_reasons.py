@@ -64,7 +64,9 @@ def test_cli_build_exit_code_follows_the_report(
     monkeypatch.setattr("envkit.commands.build.get_engine", lambda backend: FaultyEngine(NO_BRIDGE))
     monkeypatch.chdir(tmp_path)
     assert main(["build", str(matrix)]) == 3
-    assert "could not find bridge docker0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "could not find bridge docker0" in out
+    assert "\n  log: .envkit/m/logs/2.8.0-cpu-py3.11-debian12-cpu.log\n" in out
 
 
 def test_dry_run_reasons_no_image_changed_input_base_moved_forced_up_to_date(tmp_path: Path) -> None:
