@@ -457,7 +457,10 @@ def _os_name(text: str, where: Where) -> str:
     if _OS_NAME.fullmatch(text):
         return text
     known = known_os_names()
-    close = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
+    # A prefix first ("ubuntu24" is ubuntu24.04, which difflib rates no closer than ubuntu26.04).
+    close = [name for name in known if name.startswith(text)][-1:] or difflib.get_close_matches(
+        text, known, n=1, cutoff=0.6
+    )
     hint = f"did you mean `{close[0]}`?" if close else f"known: {', '.join(known)}"
     raise ConfigError(f"unknown os `{text}`: envkit builds on ubuntuYY.MM or debianN", where=where, hint=hint)
 

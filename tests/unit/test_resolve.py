@@ -76,8 +76,8 @@ def test_an_os_without_the_cuda_image_outranks_the_python_default_chosen_for_it(
 
 
 def test_an_ubuntu_no_image_line_lists_is_a_gap_in_the_knowledge_base() -> None:
-    reason = only_drop("axes: {torch: ['2.8'], cuda: ['12.8'], os: [ubuntu26.04]}\n")
-    assert reason.startswith("the knowledge base has no nvidia/cuda image for Ubuntu 26.04: 12.8.1 is listed ")
+    reason = only_drop("axes: {torch: ['2.8'], cuda: ['12.8'], os: [ubuntu28.04]}\n")
+    assert reason.startswith("the knowledge base has no nvidia/cuda image for Ubuntu 28.04: 12.8")
     assert "(source: " in reason and "envkit/data/cuda_images.csv" in reason
 
 
