@@ -446,9 +446,9 @@ _CUDA_WORD = re.compile(r"(?:cuda|cu)[-_ ]?(\d+\.\d+(?:\.\d+)?|\d{2}\d)", re.IGN
 
 @functools.cache
 def known_os_names() -> tuple[str, ...]:
-    """The OS names the knowledge base has facts for: shipped Pythons and nvidia/cuda Ubuntu lines."""
+    """The OS names the knowledge base has facts for: shipped Pythons, CPU bases, nvidia/cuda lines."""
     kb = compat.load_kb()
-    names = {entry.os for entry in kb.os_pythons}
+    names = {entry.os for entry in kb.os_pythons} | {entry.os for entry in kb.os_bases}
     names.update(f"ubuntu{version}" for line in kb.images for version in line.ubuntu)
     return tuple(sorted(names))
 
