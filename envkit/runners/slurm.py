@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit import safety
-from envkit.errors import ConfigError, EnvironmentFault
+from envkit.errors import ConfigError, EnvironmentFault, UsageError
 from envkit.report import Report, load_report
 from envkit.runners import (
     DONE,
@@ -83,6 +83,7 @@ _PHASE = {
     "TIMEOUT": FAILED,
 }
 _JOB_ID = re.compile(r"[0-9]{1,12}")
+_PATH = re.compile(r"/[A-Za-z0-9_.+/-]{0,1000}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -389,6 +390,10 @@ class SlurmRunner(Runner):
 
     def _new_folder(self, target: Target) -> Path:
         root = self.config.job_dir.resolve()
+        if not _PATH.fullmatch(str(root)):
+            raise UsageError(
+                f"--job-dir {str(root)!r}: a batch script cannot name it (use letters, digits, _ . + - /)"
+            )
         root.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{target.image}@{target.gpu_type or 'any'}")[-80:]
         stamp = time.strftime("%Y%m%dT%H%M%S")

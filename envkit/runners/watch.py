@@ -53,13 +53,30 @@ def run_jobs(
                 jobs.append(job)
         _follow(runner, jobs, config, progress, reports, clock, started)
     except KeyboardInterrupt:
-        open_jobs = [job for job in jobs if job.target not in reports]
-        cancelled = runner.cancel(open_jobs) if open_jobs else []
+        cancelled = _cancel_open(runner, jobs, reports)
         ids = ", ".join(cancelled) or "none"
         raise Interrupted(f"interrupted: cancelled {len(cancelled)} submitted job(s): {ids}") from None
+    except EnvkitError:
+        # The scheduler stopped answering mid-run: still try not to leave jobs behind.
+        _cancel_open(runner, jobs, reports, quietly=True)
+        raise
     finally:
         runner.close()
     return [reports[target] for target in targets]
+
+
+def _cancel_open(
+    runner: Runner, jobs: list[Job], reports: dict[Target, Report], *, quietly: bool = False
+) -> list[str]:
+    open_jobs = [job for job in jobs if job.target not in reports]
+    if not open_jobs:
+        return []
+    try:
+        return runner.cancel(open_jobs)
+    except EnvkitError:
+        if not quietly:
+            raise
+        return []
 
 
 def _submit(
