@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,23 @@ def register(sub: Any) -> None:
         "--out-dir", type=Path, metavar="DIR", help="one report per image (default .envkit/reports)"
     )
     _register_runner_flags(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_terminable)
+
+
+def run_terminable(args: argparse.Namespace) -> int:
+    """`run`, with SIGTERM unwinding like Ctrl-C: a scheduler's scancel or time limit, a CI cancel or
+    `docker stop` still removes the probe container (or cancels the submitted jobs)."""
+    if threading.current_thread() is not threading.main_thread():
+        return run(args)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _register_runner_flags(parser: argparse.ArgumentParser) -> None:
