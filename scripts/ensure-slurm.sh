@@ -2,14 +2,14 @@
 # A single-node Slurm cluster on localhost for the slurm test tier: Debian's slurm-wlm + munge, with
 # fake GPU types (GRES backed by empty files), started in the background and stopped by pid.
 #
-#   scripts/ensure-slurm.sh          install when missing (root), write the config, start, wait for idle
+#   scripts/ensure-slurm.sh          install when missing (root), write the config, start, wait until up
 #   scripts/ensure-slurm.sh stop     stop the daemons this script started (by their recorded pids)
 #   scripts/ensure-slurm.sh env      print SLURM_CONF=<path> for the clients (sbatch, squeue, scontrol)
 #
 # Environment: ENVKIT_SLURM_DIR (config, logs, state, pids; default ${ENVKIT_STATE_DIR:-/tmp/envkit}/slurm),
 # ENVKIT_SLURM_GPU_TYPES (default "h100 a100": one fake GPU of each type), ENVKIT_SLURM_WAIT_S (60).
-# Idempotent: when the node already answers idle with this config, nothing is restarted.
-# Exit status: 0 the node is idle; 3 it could not be made so.
+# Idempotent: when the daemons run with this config, nothing is restarted.
+# Exit status: 0 the node is up (idle, or busy with jobs); 3 it could not be made so.
 #
 # Settings are Slurm's own, documented in slurm.conf(5) https://slurm.schedmd.com/slurm.conf.html and
 # gres.conf(5) https://slurm.schedmd.com/gres.conf.html; munged(8): https://github.com/dun/munge/wiki/Man-8-munged
@@ -140,12 +140,13 @@ stop_daemons() {
     done
 }
 
-node_idle() { [[ "$(sinfo -h -N -n localhost -o %t 2>/dev/null)" == idle ]]; }
+# sinfo(1) node state: idle, or mix/alloc while jobs run; anything else (down*, drain, unk) is not up.
+node_up() { [[ "$(sinfo -h -N -n localhost -o %t 2>/dev/null)" =~ ^(idle|mix|alloc)$ ]]; }
 
-wait_idle() {
+wait_up() {
     local waited=0
-    until node_idle; do
-        ((waited < WAIT_S * 10)) || die "the node is not idle after ${WAIT_S}s ($(sinfo -h -N -o '%t %E' 2>&1)); see ${STATE_DIR}/slurmctld.log and slurmd.log"
+    until node_up; do
+        ((waited < WAIT_S * 10)) || die "the node is not up after ${WAIT_S}s ($(sinfo -h -N -o '%t %E' 2>&1)); see ${STATE_DIR}/slurmctld.log and slurmd.log"
         sleep 0.1
         waited=$((waited + 1))
     done
@@ -160,7 +161,7 @@ main() {
         *) die "usage: $0 [start|stop|env]" ;;
     esac
     install_packages
-    [[ "$(id -u)" == 0 ]] || { node_idle && return 0; die "Slurm is not up and this is not root; run as root"; }
+    [[ "$(id -u)" == 0 ]] || { node_up && return 0; die "Slurm is not up and this is not root; run as root"; }
     mkdir -p "$STATE_DIR"
     if write_config; then
         say "wrote ${CONF}"
@@ -168,7 +169,7 @@ main() {
     fi
     start_munge
     start_daemons
-    wait_idle
+    wait_up
 }
 
 main "$@"
