@@ -157,4 +157,19 @@ def _gpu_types(value: Any, where: Where | str, runner: str) -> list[str]:
     return list(dict.fromkeys(result))
 
 
-__all__ = ["Resolved", "resolve"]
+def seconds(limit: str) -> int:
+    """Slurm's time syntax (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) in seconds."""
+    days, _, rest = limit.rpartition("-")
+    parts = [int(part) for part in rest.split(":")]
+    if days:
+        hours, minutes, secs = [*parts, 0, 0][:3]
+    elif len(parts) == 1:
+        hours, minutes, secs = 0, parts[0], 0
+    elif len(parts) == 2:
+        hours, minutes, secs = 0, parts[0], parts[1]
+    else:
+        hours, minutes, secs = parts
+    return max(1, ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + secs)
+
+
+__all__ = ["Resolved", "resolve", "seconds"]

@@ -45,6 +45,7 @@ from envkit.runners import (
     RunnerConfig,
     Target,
 )
+from envkit.runners.config import seconds
 from envkit.runners.reports import annotate, error_report, failure_summary
 
 SCHEDULER = "kubernetes"
@@ -166,21 +167,6 @@ def _labels(run: str) -> dict[str, str]:
 
 def _target_labels(target: Target) -> dict[str, str]:
     return {PRODUCT_LABEL: target.gpu_type} if target.gpu_type else {}
-
-
-def seconds(limit: str) -> int:
-    """Slurm's time syntax (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]) in seconds."""
-    days, _, rest = limit.rpartition("-")
-    parts = [int(part) for part in rest.split(":")]
-    if days:
-        hours, minutes, secs = [*parts, 0, 0][:3]
-    elif len(parts) == 1:
-        hours, minutes, secs = 0, parts[0], 0
-    elif len(parts) == 2:
-        hours, minutes, secs = 0, parts[0], parts[1]
-    else:
-        hours, minutes, secs = parts
-    return max(1, ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + secs)
 
 
 def to_model(manifest: Mapping[str, Any], kind: str) -> Any:

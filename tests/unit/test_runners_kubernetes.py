@@ -16,13 +16,13 @@ from kubernetes import client
 
 from envkit.cli import main
 from envkit.runners import DONE, FAILED, PENDING, RUNNING, RunnerConfig, Target
+from envkit.runners.config import seconds
 from envkit.runners.kubernetes import (
     KubernetesRunner,
     job_manifest,
     parse_log,
     pod_state,
     probe_configmap,
-    seconds,
     select_leftovers,
     to_model,
 )

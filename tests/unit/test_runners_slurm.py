@@ -336,3 +336,35 @@ def test_loaded_report_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
     path.write_text(a_report(tmp_path))
     assert load_report(path).image.ref == IMAGE  # type: ignore[union-attr]
+
+
+# --- slurmrestd ----------------------------------------------------------------------------------
+
+
+def test_rest_job_properties_carry_the_same_options_as_the_batch_script() -> None:
+    from envkit.runners.slurm_rest import job_properties
+
+    job = render_job(Target(image=IMAGE, gpu_type="h100"), config(time_limit="1:30"), FOLDER, PROBE_COMMAND)
+    properties = job_properties(job.options, FOLDER)
+    assert {
+        key: properties[key] for key in ("gres", "constraints", "partition", "account", "time_limit")
+    } == {
+        "gres": "gpu:h100:1",
+        "constraints": "h100",
+        "partition": "gpu",
+        "account": "ml-infra",
+        "time_limit": 2,  # 1 min 30 s, rounded up to whole minutes
+    }
+    assert properties["standard_output"] == str(FOLDER / "job.log")
+    assert properties["current_working_directory"] == str(FOLDER)
+
+
+def test_rest_over_http_sends_the_jwt_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from envkit.runners.slurm_rest import RestClient
+
+    monkeypatch.setenv("SLURM_JWT", "token-123")
+    monkeypatch.setenv("SLURM_USER", "ci")
+    client = RestClient("https://slurm-rest.example:6820/")
+    assert client.base == "https://slurm-rest.example:6820"
+    assert client.session.headers["X-SLURM-USER-TOKEN"] == "token-123"
+    assert client.session.headers["X-SLURM-USER-NAME"] == "ci"
