@@ -79,10 +79,10 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
-# Finished jobs stay visible to scontrol for MinJobAge seconds; a job past its limit is killed after
-# KillWait seconds.
+# Finished jobs stay visible to scontrol for MinJobAge seconds. A job that is cancelled or past its
+# limit gets SIGTERM, then SIGKILL KillWait seconds later (30, Slurm's default: time to clean up).
 MinJobAge=600
-KillWait=5
+KillWait=30
 InactiveLimit=0
 GresTypes=gpu
 NodeName=localhost CPUs=${cpus} RealMemory=${mem} Gres=${gres} Feature=${features} State=UNKNOWN

@@ -106,6 +106,9 @@ def batch_options(target: Target, config: RunnerConfig, folder: Path) -> dict[st
         "nodes": "1",
         "ntasks": "1",
         "time": config.time_limit,
+        # A job its node died under, or that was preempted, ends (NODE_FAIL, PREEMPTED) and gets an
+        # ERROR report, rather than going back to the queue unseen.
+        "no-requeue": "",
     }
     if config.gpus_per_job:
         kind = f"gpu:{target.gpu_type}" if target.gpu_type else "gpu"
@@ -124,7 +127,10 @@ def batch_options(target: Target, config: RunnerConfig, folder: Path) -> dict[st
 def render_job(target: Target, config: RunnerConfig, folder: Path, probe_command: Sequence[str]) -> BatchJob:
     """The batch job that validates `target`, writing its files into `folder` (absolute)."""
     options = batch_options(target, config, folder)
-    lines = ["#!/bin/bash", *(f"#SBATCH --{key}={value}" for key, value in options.items())]
+    lines = [
+        "#!/bin/bash",
+        *(f"#SBATCH --{key}={value}" if value else f"#SBATCH --{key}" for key, value in options.items()),
+    ]
     lines += [
         f"# envkit: validate {target.image} on GPU type {target.gpu_type or '(any)'}",
         "set -u",

@@ -115,6 +115,7 @@ def job_properties(options: Mapping[str, str], folder: Path) -> dict[str, Any]:
         "nodes": [1, 1],
         "tasks": int(options["ntasks"]),
         "time_limit": _minutes(options["time"]),
+        "requeue": "no-requeue" not in options,
         "environment": {key: os.environ[key] for key in ENVIRONMENT if key in os.environ},
     }
     renamed = {"gres": "gres", "constraint": "constraints", "partition": "partition", "account": "account"}

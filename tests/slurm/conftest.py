@@ -6,6 +6,7 @@ No reachable Slurm skips the tier, unless ENVKIT_REQUIRE_SLURM=1 (CI), which mak
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -81,6 +82,31 @@ def image(slurm: str, engine: DockerSdkEngine) -> Iterator[str]:
     ref = f"envkit-slurm-test/pytorch:{uuid.uuid4().hex[:10]}"
     repository, tag = ref.split(":")
     engine.api.tag(DEMO_IMAGE, repository, tag)
+    try:
+        yield ref
+    finally:
+        engine.api.remove_image(ref)
+
+
+# An image whose probe never finishes: its interpreter of choice ($ENVKIT_PYTHON, which envkit's probe
+# launcher tries first) answers the launcher's checks but sleeps instead of running the probe. Jobs
+# then end only by the scheduler's hand (time limit, cancel, node failure), never by themselves.
+SLOW_DOCKERFILE = """FROM {base}
+RUN printf '#!/bin/sh\\nif [ "$1" = -m ]; then exec sleep 3600; fi\\nexec python3 "$@"\\n' > /usr/local/bin/slow-python \\
+ && chmod 755 /usr/local/bin/slow-python
+ENV ENVKIT_PYTHON=/usr/local/bin/slow-python
+"""
+
+
+@pytest.fixture(scope="session")
+def slow_image(image: str, engine: DockerSdkEngine) -> Iterator[str]:
+    """A tag of the demo image whose probe hangs (SLOW_DOCKERFILE), removed afterwards."""
+    ref = f"envkit-slurm-test/slow:{uuid.uuid4().hex[:10]}"
+    dockerfile = io.BytesIO(SLOW_DOCKERFILE.format(base=image).encode())
+    for _ in engine.api.build(fileobj=dockerfile, tag=ref, rm=True, forcerm=True, decode=True):
+        pass
+    if engine.image(ref) is None:
+        pytest.fail(f"building {ref} failed")
     try:
         yield ref
     finally:

@@ -91,32 +91,29 @@ def test_a_gpu_type_the_cluster_lacks_is_refused_at_submission_as_an_error_repor
 
 
 def test_a_job_killed_by_its_time_limit_is_an_error_report_and_leaves_no_container(
-    image: str, engine: DockerSdkEngine, tmp_path: Path
+    slow_image: str, engine: DockerSdkEngine, tmp_path: Path
 ) -> None:
-    # The throughput check runs for minutes on a CPU; Slurm ends the job at its 5-second limit
-    # (slurmctld enforces limits on its own schedule, so this takes up to a minute).
-    assert (
-        validate(image, tmp_path, "--gpu-type", "a100", "--time", "0:05", "--only", "throughput.generate")
-        == 1
-    )
+    # The probe of slow_image never finishes; Slurm ends the job at its 5-second limit (slurmctld
+    # enforces limits on its own schedule, so this takes a minute or two).
+    assert validate(slow_image, tmp_path, "--gpu-type", "a100", "--time", "0:05", "--only", "env.python") == 1
     (path,) = (tmp_path / "reports").glob("*.json")
     report = load_report(path)
     check = report.checks[0]
     assert check.status == "ERROR"
     assert "TIMEOUT" in check.summary
     assert report.runner is not None and report.runner.timed_out
-    assert eventually(lambda: not containers_of(engine, image)), "the probe container outlived its job"
+    assert eventually(lambda: not containers_of(engine, slow_image)), "the probe container outlived its job"
 
 
 def test_ctrl_c_cancels_every_submitted_job_and_leaves_nothing(
-    image: str, engine: DockerSdkEngine, tmp_path: Path
+    slow_image: str, engine: DockerSdkEngine, tmp_path: Path
 ) -> None:
     command = [
         sys.executable,
         "-m",
         "envkit",
         "validate",
-        image,
+        slow_image,
         "--runner",
         "slurm",
         "--gpu-type",
@@ -128,7 +125,7 @@ def test_ctrl_c_cancels_every_submitted_job_and_leaves_nothing(
         "--job-dir",
         str(tmp_path / "jobs"),
         "--only",
-        "throughput.generate",
+        "env.python",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -140,13 +137,72 @@ def test_ctrl_c_cancels_every_submitted_job_and_leaves_nothing(
             break
     job_ids = {line.split("job ")[1].split()[0] for line in seen if "job " in line}
     assert len(job_ids) == 2, seen
+    # Interrupt once both jobs' probes run (a container being created at that very moment is a race of
+    # the local engine runner, not of the scheduler path under test).
+    assert eventually(lambda: len(running_containers(engine, slow_image)) == 2), (
+        "the jobs' probes did not start"
+    )
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "cancelled 2 submitted job(s)" in stderr
     assert eventually(lambda: not (job_ids & active_envkit_jobs())), "a cancelled job is still in squeue"
-    assert eventually(lambda: not containers_of(engine, image)), (
+    assert eventually(lambda: not containers_of(engine, slow_image)), (
         "a probe container outlived its cancelled job"
     )
     assert not (tmp_path / "reports").exists()
     assert json.dumps(sorted(job_ids))  # the ids were printed, so a user can check them in squeue
+
+
+def test_a_job_whose_node_dies_is_an_error_report_with_the_schedulers_reason(
+    slow_image: str, engine: DockerSdkEngine, tmp_path: Path
+) -> None:
+    # Marking the node DOWN is what slurmctld does when a node stops answering: its jobs end NODE_FAIL.
+    command = [
+        sys.executable,
+        "-m",
+        "envkit",
+        "validate",
+        slow_image,
+        "--runner",
+        "slurm",
+        "--gpu-type",
+        "h100",
+    ]
+    command += ["--container-runtime", "docker", "--job-dir", str(tmp_path / "jobs")]
+    command += ["--out-dir", str(tmp_path / "reports"), "--only", "env.python"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if "RUNNING" in line:
+                break
+        assert eventually(lambda: bool(running_containers(engine, slow_image))), (
+            "the job's probe did not start"
+        )
+        subprocess.run(
+            ["scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=envkit-test-node-death"],
+            check=True,
+        )
+        process.communicate(timeout=120)
+    finally:
+        subprocess.run(
+            ["scontrol", "update", "NodeName=localhost", "State=RESUME"], capture_output=True, check=False
+        )
+        assert eventually(node_up), "the node did not come back"
+    assert process.returncode == 1
+    (path,) = (tmp_path / "reports").glob("*.json")
+    check = load_report(path).checks[0]
+    assert check.status == "ERROR"
+    assert "NODE_FAIL (NodeDown)" in check.summary
+    assert eventually(lambda: not containers_of(engine, slow_image)), "the probe container outlived its node"
+
+
+def running_containers(engine: DockerSdkEngine, ref: str) -> list[str]:
+    return list(engine.containers(f"io.envkit.image={ref}", all=False))
+
+
+def node_up() -> bool:
+    done = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() in ("idle", "mix", "alloc")

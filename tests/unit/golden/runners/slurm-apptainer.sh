@@ -5,6 +5,7 @@
 #SBATCH --nodes=1
 #SBATCH --ntasks=1
 #SBATCH --time=00:30:00
+#SBATCH --no-requeue
 #SBATCH --gres=gpu:h100:1
 #SBATCH --constraint=h100
 #SBATCH --partition=gpu
