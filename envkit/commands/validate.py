@@ -139,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
         targets += [cell.image for cell in plan(load_matrix(args.matrix)).cells]
     if args.runner != "local":
         return _run_on_cluster(args, targets)
+    given = [flag for flag in _CLUSTER_ONLY if getattr(args, flag) is not None]
+    if given:
+        flag = {"gpu_types": "--gpu-type", "gpu_products": "--gpu-product"}.get(given[0])
+        flag = flag or "--" + given[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --runner slurm or kubernetes", hint="add --runner slurm")
     if args.local == bool(targets):
         raise UsageError(
             "name IMAGEs (or --matrix), or use --local", hint="e.g. envkit validate acme/pytorch:2.6"
@@ -212,6 +217,9 @@ _RUNNER_FLAGS = (
     "namespace",
     "max_wait",
 )
+
+
+_CLUSTER_ONLY = ("gpu_types", "gpu_products", *_RUNNER_FLAGS, "runner_config", "emit_manifests")
 
 
 def _report_name(target: Target) -> str:

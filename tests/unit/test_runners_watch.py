@@ -242,3 +242,52 @@ def test_the_interface_module_imports_no_backend() -> None:
     source = (Path(__file__).parents[2] / "envkit" / "runners" / "__init__.py").read_text()
     assert "runners.slurm" not in source.replace('f"envkit.runners.{config.runner}"', "")
     assert "import kubernetes" not in source
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_validate_on_a_runner_writes_one_report_per_image_and_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import envkit.commands.validate as command
+    from envkit.cli import main
+    from envkit.report import load_report
+
+    runner = FakeRunner([DONE_OK], refuse={"a100"})
+    monkeypatch.setattr(command, "get_runner", lambda config, probe: runner)
+    monkeypatch.setattr(command, "run_jobs", lambda r, t, c, p: run_jobs(r, t, c, p, FakeClock().clock()))
+    code = main(
+        [
+            "validate",
+            "a/b:1",
+            "c/d:2",
+            "--runner",
+            "slurm",
+            "--gpu-type",
+            "h100,a100",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 1  # every report here is an ERROR report (the fake collects no probe result)
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["a_b_1_a100.json", "a_b_1_h100.json", "c_d_2_a100.json", "c_d_2_h100.json"]
+    assert [job.target for job in runner.submitted] == [
+        Target(image="a/b:1", gpu_type="h100"),
+        Target(image="c/d:2", gpu_type="h100"),
+    ]
+    assert "refused" in load_report(tmp_path / "a_b_1_a100.json").checks[0].summary
+
+
+@pytest.mark.parametrize("flag", [["--gpu-type", "h100"], ["--partition", "gpu"], ["--emit-manifests", "x"]])
+def test_cluster_flags_without_a_runner_are_usage_errors(flag: list[str]) -> None:
+    from envkit.cli import main
+
+    assert main(["validate", "a/b:1", *flag]) == 2
+
+
+def test_gpu_product_is_for_kubernetes_only() -> None:
+    from envkit.cli import main
+
+    assert main(["validate", "a/b:1", "--runner", "slurm", "--gpu-product", "NVIDIA-H100-80GB-HBM3"]) == 2
