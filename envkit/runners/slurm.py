@@ -418,6 +418,9 @@ class SlurmRunner(Runner):
 
     def cancel(self, jobs: Sequence[Job]) -> list[str]:
         cancelled = self.client.cancel([job.id for job in jobs])
+        for job in jobs:
+            if job.id in cancelled and job.folder is not None:
+                shutil.rmtree(job.folder, ignore_errors=True)
         return cancelled
 
     def collect(self, job: Job, state: JobState) -> Report:

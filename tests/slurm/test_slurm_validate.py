@@ -151,6 +151,7 @@ def test_ctrl_c_cancels_every_submitted_job_and_leaves_nothing(
         "a probe container outlived its cancelled job"
     )
     assert not (tmp_path / "reports").exists()
+    assert not list((tmp_path / "jobs").iterdir()), "a cancelled job's folder is removed"
     assert json.dumps(sorted(job_ids))  # the ids were printed, so a user can check them in squeue
 
 
@@ -206,3 +207,16 @@ def running_containers(engine: DockerSdkEngine, ref: str) -> list[str]:
 def node_up() -> bool:
     done = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True, check=False)
     return done.stdout.strip() in ("idle", "mix", "alloc")
+
+
+def test_max_wait_cancels_an_unfinished_job_into_an_error_report(
+    slow_image: str, engine: DockerSdkEngine, tmp_path: Path
+) -> None:
+    code = validate(slow_image, tmp_path, "--gpu-type", "h100", "--max-wait", "10", "--only", "env.python")
+    assert code == 1
+    (path,) = (tmp_path / "reports").glob("*.json")
+    check = load_report(path).checks[0]
+    assert check.status == "ERROR"
+    assert "after --max-wait 10 s; cancelled" in check.summary
+    assert not list((tmp_path / "jobs").iterdir()), "a cancelled job's folder is removed"
+    assert eventually(lambda: not containers_of(engine, slow_image)), "the probe container outlived its job"

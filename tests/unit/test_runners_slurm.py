@@ -368,3 +368,10 @@ def test_rest_over_http_sends_the_jwt_from_the_environment(monkeypatch: pytest.M
     assert client.base == "https://slurm-rest.example:6820"
     assert client.session.headers["X-SLURM-USER-TOKEN"] == "token-123"
     assert client.session.headers["X-SLURM-USER-NAME"] == "ci"
+
+
+def test_cancel_removes_the_job_folders_of_cancelled_jobs(tmp_path: Path) -> None:
+    runner = SlurmRunner(config(job_dir=tmp_path, container_runtime="docker"), NoProbe(), FakeSlurm())
+    job = runner.submit(Target(image=IMAGE, gpu_type="h100"))
+    assert runner.cancel([job]) == [job.id]
+    assert list(tmp_path.iterdir()) == []
