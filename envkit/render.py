@@ -23,9 +23,10 @@ from typing import Any
 
 import jinja2
 
-from envkit import safety
+from envkit import compat, safety
+from envkit import labels as L
 from envkit.errors import ConfigError, UnsafeValueError, Where
-from envkit.resolve import Cell, Plan, download_sources, python_builds
+from envkit.resolve import Cell, Plan
 
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
@@ -119,7 +120,7 @@ def render_cell(
     variables = _template_variables(cell, matrix_name, options, files)
     body = _template().render(**variables, labels=sorted(labels.items()))
     content_hash = _content_hash(body, files, hasher)
-    labels = {**labels, "io.envkit.content-hash": content_hash}
+    labels = {**labels, L.CONTENT_HASH: content_hash}
     dockerfile = _template().render(**variables, labels=sorted(labels.items()))
     return BuildContext(
         cell=cell,
@@ -132,6 +133,31 @@ def render_cell(
     )
 
 
+def nvidia_env(cell: Cell) -> list[tuple[str, str]]:
+    """The NVIDIA Container Toolkit variables a CUDA cell sets itself when its base is not nvidia/cuda.
+
+    nvidia/cuda images set them already (with a finer NVIDIA_REQUIRE_CUDA); any other base lacks them,
+    and without NVIDIA_VISIBLE_DEVICES the toolkit gives the container no GPU. The require-CUDA floor is
+    the CUDA major's first minor: torch's wheels bring their own CUDA runtime, which runs on any driver of
+    that major under minor-version compatibility (the io.envkit.driver-floor label keeps the full floor).
+    """
+    if cell.cuda is None or _is_nvidia_cuda(cell.base):
+        return []
+    major = cell.cuda.split(".")[0]
+    return [
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+        ("NVIDIA_REQUIRE_CUDA", f"cuda>={major}.0"),
+    ]
+
+
+def _is_nvidia_cuda(image: str) -> bool:
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return name == "nvidia/cuda" or name.endswith("/nvidia/cuda")
+
+
 def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[str, str]:
     """OCI labels plus envkit labels carrying every resolved version (the probe checks them)."""
     labels = {
@@ -142,23 +168,23 @@ def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[
         "org.opencontainers.image.version": cell.tag,
         "org.opencontainers.image.base.name": cell.base,
         "org.opencontainers.image.ref.name": cell.tag,
-        "io.envkit.managed": "true",
+        L.MANAGED: "true",
         # The matrix's name, not its file: moving or renaming the file must not change any image.
-        "io.envkit.matrix": matrix_name,
-        "io.envkit.cell": cell.id,
-        "io.envkit.torch": cell.torch,
-        "io.envkit.torch-variant": cell.variant,
-        "io.envkit.torch-source": cell.torch_source,
-        "io.envkit.cuda": cell.cuda or "",
-        "io.envkit.cuda-full": cell.cuda_full or "",
-        "io.envkit.cudnn": cell.cudnn or "",
-        "io.envkit.nccl": cell.nccl or "",
-        "io.envkit.python": cell.python,
-        "io.envkit.python-source": cell.python_source,
-        "io.envkit.os": cell.os,
-        "io.envkit.flavor": cell.flavor,
-        "io.envkit.driver-floor": cell.driver_floor or "",
-        "io.envkit.arch-list": ";".join(cell.arch_list),
+        L.MATRIX: matrix_name,
+        L.CELL: cell.id,
+        L.TORCH: cell.torch,
+        L.TORCH_VARIANT: cell.variant,
+        L.TORCH_SOURCE: cell.torch_source,
+        L.CUDA: cell.cuda or "",
+        L.CUDA_FULL: cell.cuda_full or "",
+        L.CUDNN: cell.cudnn or "",
+        L.NCCL: cell.nccl or "",
+        L.PYTHON: cell.python,
+        L.PYTHON_SOURCE: cell.python_source,
+        L.OS: cell.os,
+        L.FLAVOR: cell.flavor,
+        L.DRIVER_FLOOR: cell.driver_floor or "",
+        L.ARCH_LIST: ";".join(cell.arch_list),
         **extra,
     }
     for key, value in labels.items():
@@ -221,16 +247,15 @@ def _template_variables(
     cell: Cell, matrix_name: str, options: RenderOptions, files: Mapping[str, Path]
 ) -> dict[str, Any]:
     wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
-    build = python_builds().get(cell.python)
-    archive = None
-    if cell.python_source == "standalone" and build is not None:
-        archive = f"cpython-{build.full_version}+{build.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    kb = compat.load_kb()
+    build = kb.python_build(cell.python)
+    archive = build.archive if cell.python_source == "standalone" and build is not None else None
     return {
         "cell": cell,
         "matrix_name": matrix_name,
         "python_tuple": ", ".join(cell.python.split(".")),
         "python_build": build,
-        "python_url": f"{download_sources()['python_build_standalone']}/{build.release}" if build else "",
+        "python_url": f"{kb.download_root('python_build_standalone')}/{build.release}" if build else "",
         "python_archive": archive,
         "wheelhouse_files": wheelhouse_files,
         "ca_bundle": CA_BUNDLE_NAME in files or (options.ca_bundle is not None and options.buildkit),
@@ -239,6 +264,7 @@ def _template_variables(
         "pip": f"{_pip_env(options)}/opt/venv/bin/pip install"
         + ("" if options.buildkit and options.cache_mounts else " --no-cache-dir"),
         "torch_args": _torch_args(cell, wheelhouse_files),
+        "nvidia_env": nvidia_env(cell),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),
     }

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import sys
 from typing import Any
 
 from rich.table import Table
 
+from envkit import compat
 from envkit.commands._common import add_matrix_argument, cell_record, load_plan
 from envkit.resolve import Plan
 from envkit.ui import console
@@ -34,6 +37,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     the_plan = load_plan(args)
+    for warning in support_warnings(the_plan, datetime.date.today()):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(plan_json(the_plan), indent=2, sort_keys=True))
     elif args.format == "github-matrix":
@@ -41,6 +46,22 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_plan(the_plan)
     return 0
+
+
+def support_warnings(the_plan: Plan, today: datetime.date) -> list[str]:
+    """One line per CUDA line that planned cells pin past NVIDIA's end of support."""
+    kb = compat.load_kb()
+    cells: dict[str, list[str]] = {}
+    for cell in the_plan.cells:
+        # Only an nvidia/cuda base loses its tags; on another base the line names the wheel's CUDA.
+        if cell.cuda_full and "nvidia/cuda:" in cell.base:
+            cells.setdefault(cell.cuda_full, []).append(cell.id)
+    warnings = []
+    for cuda_full, ids in cells.items():
+        why = compat.end_of_support(kb, cuda_full, today)
+        if why:
+            warnings.append(f"{len(ids)} cell(s) ({', '.join(ids)}): {why}")
+    return warnings
 
 
 def plan_json(the_plan: Plan) -> dict[str, Any]:
