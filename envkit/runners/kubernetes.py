@@ -30,6 +30,7 @@ import yaml
 
 from envkit import safety
 from envkit.errors import EnvironmentFault, UsageError
+from envkit.labels import MANAGED, ROLE, RUN
 from envkit.report import Report
 from envkit.runners import (
     DONE,
@@ -51,9 +52,6 @@ from envkit.runners.reports import annotate, error_report, failure_summary
 SCHEDULER = "kubernetes"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
-MANAGED = "io.envkit.managed"
-ROLE = "io.envkit.role"
-RUN = "io.envkit.run"
 SELECTOR = f"{MANAGED}=true,{ROLE}=validate"
 TTL_AFTER_FINISHED_S = 3600
 # Waiting reasons after which a pod will not start by itself (kubelet's container waiting reasons).

@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from envkit import labels
 from envkit.engine.docker_sdk import DockerSdkEngine
 
 ACTIVE_STATES = "PD,R,CG,S,CF"
@@ -25,7 +26,7 @@ def active_envkit_jobs() -> set[str]:
 
 def containers_of(engine: DockerSdkEngine, ref: str) -> list[str]:
     """envkit's probe containers for image `ref` (running or not)."""
-    return list(engine.containers(f"io.envkit.image={ref}"))
+    return list(engine.containers(f"{labels.IMAGE}={ref}"))
 
 
 def eventually(condition: Callable[[], bool], timeout_s: float = 60.0) -> bool:

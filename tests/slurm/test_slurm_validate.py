@@ -17,6 +17,7 @@ from pathlib import Path
 
 from slurm_support import active_envkit_jobs, containers_of, eventually
 
+from envkit import labels
 from envkit.cli import main
 from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.report import load_report, load_reports
@@ -201,7 +202,7 @@ def test_a_job_whose_node_dies_is_an_error_report_with_the_schedulers_reason(
 
 
 def running_containers(engine: DockerSdkEngine, ref: str) -> list[str]:
-    return list(engine.containers(f"io.envkit.image={ref}", all=False))
+    return list(engine.containers(f"{labels.IMAGE}={ref}", all=False))
 
 
 def node_up() -> bool:
