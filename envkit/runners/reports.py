@@ -47,7 +47,11 @@ def annotate(report: Report, scheduler: str, job: Job, state: JobState, gpu_mode
         details={"environment": environment(scheduler, job, state, model)},
     )
     kept = tuple(c for c in report.checks if c.id != CHECK_ID)
-    return replace(report, checks=(*kept, check))
+    host = report.host
+    if not host.hostname and state.node:
+        # A result made in a container has no host block of its own: the scheduler names the node.
+        host = replace(host, hostname=clean_text(state.node))
+    return replace(report, checks=(*kept, check), host=host)
 
 
 def error_report(

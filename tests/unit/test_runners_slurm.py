@@ -263,6 +263,7 @@ def test_a_raw_probe_result_becomes_a_report_named_after_the_image(tmp_path: Pat
     report = runner.collect(job, runner.poll([job])[job.id])
     assert report.image is not None and report.image.ref == IMAGE
     assert report.worst_status() == "PASS"
+    assert report.host.hostname == "gpu-3", "the node the scheduler named, not the submitting host"
 
 
 def test_a_job_without_a_report_is_an_error_with_the_nodes_message(tmp_path: Path) -> None:
