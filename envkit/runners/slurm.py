@@ -177,12 +177,12 @@ def _runtime_functions(target: Target, config: RunnerConfig, probe_command: Sequ
 
 
 def _probe_mounts(separator: str) -> tuple[str, str]:
-    return f'"$out/probe"{separator}{PROBE_DIR}:ro', f'"$out"{separator}{OUT_DIR}'
+    return f'"$out/probe"{separator}{PROBE_DIR}:ro', f'"$out/result"{separator}{OUT_DIR}'
 
 
 def _pyxis(target: Target, config: RunnerConfig, probe_command: Sequence[str]) -> str:
     # pyxis (NVIDIA/pyxis) takes enroot image URIs: `registry#repository:tag`.
-    mounts = f'"$out/probe:{PROBE_DIR}:ro,$out:{OUT_DIR}"'
+    mounts = f'"$out/probe:{PROBE_DIR}:ro,$out/result:{OUT_DIR}"'
     return (
         f"  srun --ntasks=1 --container-image={shlex.quote(enroot_uri(target.image))} \\\n"
         f"    --container-mounts={mounts} --no-container-mount-home \\\n"
@@ -384,6 +384,10 @@ class SlurmRunner(Runner):
         needs_probe = self.config.container_runtime != "docker"
         if needs_probe:
             self.probe.stage(folder / "probe")
+            # The image's own user (a sub-uid under rootless runtimes) writes its result here; only
+            # this mount reaches it, the job folder itself stays private to the submitting user.
+            (folder / "result").mkdir()
+            (folder / "result").chmod(0o777)
         result = f"{OUT_DIR}/result.json"
         job = render_job(target, self.config, folder, self.probe.command(result) if needs_probe else ())
         try:
@@ -406,10 +410,9 @@ class SlurmRunner(Runner):
         for attempt in range(1000):
             folder = root / f"{stamp}-{attempt:03d}-{slug}"
             try:
-                folder.mkdir()
+                folder.mkdir(mode=0o700)  # on a shared file system: nobody else reads or forges reports
             except FileExistsError:
                 continue
-            folder.chmod(0o777)  # the image's own user writes results here (rootless runtimes)
             return folder
         raise EnvironmentFault(f"cannot make a job folder in {root}")
 
@@ -460,8 +463,9 @@ class SlurmRunner(Runner):
                 return load_report(folder / "report.json")
             except ConfigError:
                 return None
-        if (folder / "result.json").is_file():
-            raw = (folder / "result.json").read_bytes()
+        result = folder / "result" / "result.json"
+        if result.is_file() and not result.is_symlink():
+            raw = result.read_bytes()
             return self.probe.report(job.target, raw, exit_code=state.exit_code, logs=logs)
         return None
 

@@ -257,7 +257,7 @@ def test_a_raw_probe_result_becomes_a_report_named_after_the_image(tmp_path: Pat
         "checks": [{"id": "env.python", "status": "PASS", "summary": "ok", "duration_s": 0.1}],
         "host": {},
     }
-    client = FakeSlurm({"result.json": json.dumps(result), "exit-code": "0\n"})
+    client = FakeSlurm({"result/result.json": json.dumps(result), "exit-code": "0\n"})
     runner = SlurmRunner(config(job_dir=tmp_path, container_runtime="pyxis"), NoProbe(), client)
     job = runner.submit(Target(image=IMAGE, gpu_type="h100"))
     report = runner.collect(job, runner.poll([job])[job.id])
@@ -320,6 +320,10 @@ def test_probe_is_staged_for_container_runtimes_only(tmp_path: Path) -> None:
     )
     job = pyxis.submit(Target(image=IMAGE))
     assert (job.folder / "probe" / "envkit_probe" / "__main__.py").is_file()  # type: ignore[operator]
+    assert (job.folder.stat().st_mode & 0o777, (job.folder / "result").stat().st_mode & 0o777) == (
+        0o700,
+        0o777,
+    )  # type: ignore[union-attr]
     docker = SlurmRunner(
         config(job_dir=tmp_path / "d", container_runtime="docker"), JobProbe(RunSettings()), client
     )

@@ -20,7 +20,7 @@ out=/shared/envkit-jobs/job-1
   printf 'gpu_model=%s\n' "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
 } >"$out/job.env"
 run_apptainer() {
-  apptainer exec --nv --containall --no-home --bind "$out/probe":/tmp/envkit:ro --bind "$out":/tmp/envkit-out \
+  apptainer exec --nv --containall --no-home --bind "$out/probe":/tmp/envkit:ro --bind "$out/result":/tmp/envkit-out \
     docker://registry.example:5000/acme/pytorch:2.6-cu124 \
     /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
 }

@@ -21,11 +21,11 @@ out=/shared/envkit-jobs/job-1
 } >"$out/job.env"
 run_pyxis() {
   srun --ntasks=1 --container-image='registry.example:5000#acme/pytorch:2.6-cu124' \
-    --container-mounts="$out/probe:/tmp/envkit:ro,$out:/tmp/envkit-out" --no-container-mount-home \
+    --container-mounts="$out/probe:/tmp/envkit:ro,$out/result:/tmp/envkit-out" --no-container-mount-home \
     /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
 }
 run_apptainer() {
-  apptainer exec --nv --containall --no-home --bind "$out/probe":/tmp/envkit:ro --bind "$out":/tmp/envkit-out \
+  apptainer exec --nv --containall --no-home --bind "$out/probe":/tmp/envkit:ro --bind "$out/result":/tmp/envkit-out \
     docker://registry.example:5000/acme/pytorch:2.6-cu124 \
     /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
 }
@@ -33,7 +33,7 @@ run_podman() {
   local devices=() i gpus="${SLURM_JOB_GPUS:-}"
   for i in ${gpus//,/ }; do devices+=(--device "nvidia.com/gpu=$i"); done
   podman run --rm --network=none --cap-drop=all --security-opt=no-new-privileges \
-    "${devices[@]}" -v "$out/probe":/tmp/envkit:ro -v "$out":/tmp/envkit-out \
+    "${devices[@]}" -v "$out/probe":/tmp/envkit:ro -v "$out/result":/tmp/envkit-out \
     registry.example:5000/acme/pytorch:2.6-cu124 \
     /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
 }

@@ -23,7 +23,7 @@ run_podman() {
   local devices=() i gpus="${SLURM_JOB_GPUS:-}"
   for i in ${gpus//,/ }; do devices+=(--device "nvidia.com/gpu=$i"); done
   podman run --rm --network=none --cap-drop=all --security-opt=no-new-privileges \
-    "${devices[@]}" -v "$out/probe":/tmp/envkit:ro -v "$out":/tmp/envkit-out \
+    "${devices[@]}" -v "$out/probe":/tmp/envkit:ro -v "$out/result":/tmp/envkit-out \
     registry.example:5000/acme/pytorch:2.6-cu124 \
     /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
 }

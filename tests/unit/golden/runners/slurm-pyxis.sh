@@ -21,7 +21,7 @@ out=/shared/envkit-jobs/job-1
 } >"$out/job.env"
 run_pyxis() {
   srun --ntasks=1 --container-image='registry.example:5000#acme/pytorch:2.6-cu124' \
-    --container-mounts="$out/probe:/tmp/envkit:ro,$out:/tmp/envkit-out" --no-container-mount-home \
+    --container-mounts="$out/probe:/tmp/envkit:ro,$out/result:/tmp/envkit-out" --no-container-mount-home \
     /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
 }
 runtime=pyxis
