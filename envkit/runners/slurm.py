@@ -17,6 +17,7 @@ accounting database (sacct) is needed.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import shlex
@@ -500,6 +501,78 @@ def _read_text(path: Path, limit: int = 256 * 1024) -> str:
         return ""
 
 
+# --- leftovers (envkit gc --runner slurm) ---------------------------------------------------------
+
+STALE_AFTER_S = 3600.0
+_FOLDER_NAME = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9]{3}-[A-Za-z0-9_.@-]{1,80}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Leftover:
+    """A queued or running envkit job of this user, or a job folder no job uses; goes when keep_reason
+    is None."""
+
+    kind: str  # job | folder
+    ref: str  # job id, or folder path
+    folder: Path | None
+    detail: str
+    keep_reason: str | None = None
+
+
+def find_leftovers(job_dir: Path, *, now: float, everything: bool) -> list[Leftover]:
+    """envkit's active jobs of this user (squeue) and the job folders under `job_dir`, each with the
+    reason it stays: younger than an hour (a running envkit may own it) unless `everything`."""
+    done = _command(
+        ["squeue", "-h", "-t", "PD,R,CG,S,CF", "-u", _user(), "-n", JOB_NAME, "-o", "%i|%V|%T|%Z"]
+    )
+    if done.returncode != 0:
+        raise EnvironmentFault(f"squeue: {_one_line(done.stderr)}", hint="is slurmctld up? (sinfo)")
+    found: list[Leftover] = []
+    used: set[Path] = set()
+    for line in done.stdout.splitlines():
+        job_id, submitted, state, workdir = [*line.split("|"), "", "", ""][:4]
+        folder = Path(workdir) if _FOLDER_NAME.fullmatch(Path(workdir).name) else None
+        used |= {folder} if folder else set()
+        age = now - _epoch(submitted)
+        keep = None if everything or age >= STALE_AFTER_S else "submitted less than an hour ago"
+        found.append(
+            Leftover(
+                kind="job", ref=job_id, folder=folder, detail=f"{state} since {submitted}", keep_reason=keep
+            )
+        )
+    root = job_dir.resolve()
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir() or not _FOLDER_NAME.fullmatch(folder.name) or folder in used:
+            continue
+        keep = None if everything or now - folder.stat().st_mtime >= STALE_AFTER_S else "younger than an hour"
+        found.append(
+            Leftover(kind="folder", ref=str(folder), folder=folder, detail="no job", keep_reason=keep)
+        )
+    return found
+
+
+def remove_leftover(item: Leftover) -> str | None:
+    """scancel a job (and remove its folder) or remove a folder; None when done, else why not."""
+    if item.kind == "job":
+        done = _command(["scancel", item.ref])
+        if done.returncode != 0:
+            return _one_line(done.stderr) or f"scancel exited with {done.returncode}"
+    if item.folder is not None:
+        shutil.rmtree(item.folder, ignore_errors=True)
+    return None
+
+
+def _user() -> str:
+    return getpass.getuser()
+
+
+def _epoch(stamp: str) -> float:
+    try:
+        return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0
+
+
 def make_runner(config: RunnerConfig, probe: ProbeKit) -> SlurmRunner:
     """The factory's entry: sbatch and friends, or slurmrestd when config.slurm_rest names it."""
     client: SlurmClient
@@ -514,11 +587,14 @@ def make_runner(config: RunnerConfig, probe: ProbeKit) -> SlurmRunner:
 
 __all__ = [
     "BatchJob",
+    "Leftover",
     "SlurmClient",
     "SlurmRunner",
     "batch_options",
     "enroot_uri",
+    "find_leftovers",
     "make_runner",
+    "remove_leftover",
     "render_job",
     "state_from_json",
     "state_from_scontrol",

@@ -221,3 +221,28 @@ def test_max_wait_cancels_an_unfinished_job_into_an_error_report(
     assert "after --max-wait 10 s; cancelled" in check.summary
     assert not list((tmp_path / "jobs").iterdir()), "a cancelled job's folder is removed"
     assert eventually(lambda: not containers_of(engine, slow_image)), "the probe container outlived its job"
+
+
+def test_gc_cancels_a_killed_runs_jobs_and_removes_its_folders(
+    slow_image: str, engine: DockerSdkEngine, tmp_path: Path
+) -> None:
+    from envkit.runners import RunnerConfig, Target
+    from envkit.runners.slurm import SlurmClient, SlurmRunner
+    from envkit.validate import JobProbe, RunSettings
+
+    jobs = tmp_path / "jobs"
+    config = RunnerConfig(runner="slurm", container_runtime="docker", job_dir=jobs)
+    # What a SIGKILLed envkit leaves: a submitted job nobody follows, and an old folder of a finished one.
+    job = SlurmRunner(config, JobProbe(RunSettings()), SlurmClient()).submit(
+        Target(image=slow_image, gpu_type="h100")
+    )
+    old = jobs / "20200101T000000-000-acme_pytorch_2.6_h100"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    assert main(["gc", "--runner", "slurm", "--job-dir", str(jobs)]) == 0
+    assert not old.exists(), "an old folder without a job goes"
+    assert job.id in active_envkit_jobs(), "a job submitted minutes ago is kept without --all"
+    assert main(["gc", "--runner", "slurm", "--job-dir", str(jobs), "--all"]) == 0
+    assert eventually(lambda: job.id not in active_envkit_jobs())
+    assert not list(jobs.iterdir())
+    assert eventually(lambda: not containers_of(engine, slow_image))
