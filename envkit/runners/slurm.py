@@ -315,6 +315,14 @@ class SlurmClient:
             raise SubmitRefused(f"sbatch: {message}")
         return job_id
 
+    def check(self) -> None:
+        """Raise EnvironmentFault unless slurmctld answers (a missing or broken configuration, a
+        controller that is down): then every job would fail, which is not a per-job refusal."""
+        done = _command(["scontrol", "ping"])
+        if done.returncode != 0 or " is UP" not in done.stdout:
+            said = _one_line(done.stderr or done.stdout)[:300]
+            raise EnvironmentFault(f"slurmctld does not answer: {said}", hint="check SLURM_CONF and sinfo")
+
     def states(self, ids: Sequence[str]) -> dict[str, JobState]:
         """States of `ids`; squeue first, then scontrol for jobs squeue no longer lists."""
         done = _command(["squeue", "--json", "--states=all", f"--jobs={','.join(ids)}"])
@@ -381,6 +389,8 @@ class SlurmRunner(Runner):
 
     def submit(self, target: Target) -> Job:
         safety.image_ref(target.image)
+        if not self.started:
+            self.client.check()
         folder = self._new_folder(target)
         needs_probe = self.config.container_runtime != "docker"
         if needs_probe:

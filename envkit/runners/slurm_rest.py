@@ -60,6 +60,13 @@ class RestClient(SlurmClient):
             raise SubmitRefused(f"slurmrestd: {errors or 'no job id in the answer'}")
         return str(job_id)
 
+    def check(self) -> None:
+        """Raise EnvironmentFault unless slurmrestd answers its ping with a controller that is UP."""
+        answer = self._call("GET", f"{API}/ping")
+        pings = answer.get("pings") or []
+        if _errors(answer) or not any(isinstance(p, dict) and p.get("ping") == "UP" for p in pings):
+            raise EnvironmentFault(f"slurmrestd: slurmctld does not answer: {_errors(answer) or pings}")
+
     def states(self, ids: Sequence[str]) -> dict[str, JobState]:
         found = {}
         for job_id in ids:

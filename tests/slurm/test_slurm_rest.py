@@ -108,3 +108,7 @@ def test_a_gres_the_cluster_lacks_is_refused(rest: str, folder: Path) -> None:
 def test_an_unknown_job_is_gone(rest: str) -> None:
     state = RestClient(rest).states(["999999"])["999999"]
     assert state.state == "GONE"
+
+
+def test_ping_answers_up(rest: str) -> None:
+    RestClient(rest).check()  # raises EnvironmentFault unless slurmctld is UP behind slurmrestd

@@ -190,6 +190,9 @@ class FakeSlurm(SlurmClient):
         self.jobs: dict[str, tuple[BatchJob, Path]] = {}
         self.cancelled: list[str] = []
 
+    def check(self) -> None:
+        pass
+
     def submit(self, job: BatchJob, folder: Path) -> str:
         if self.refuse:
             raise SubmitRefused(self.refuse)
@@ -380,3 +383,16 @@ def test_cancel_removes_the_job_folders_of_cancelled_jobs(tmp_path: Path) -> Non
     job = runner.submit(Target(image=IMAGE, gpu_type="h100"))
     assert runner.cancel([job]) == [job.id]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_controller_that_does_not_answer_is_an_environment_fault_not_a_refusal(tmp_path: Path) -> None:
+    from envkit.errors import EnvironmentFault
+
+    class Down(FakeSlurm):
+        def check(self) -> None:
+            raise EnvironmentFault("slurmctld does not answer")
+
+    runner = SlurmRunner(config(job_dir=tmp_path / "jobs"), NoProbe(), Down())
+    with pytest.raises(EnvironmentFault):
+        runner.submit(Target(image=IMAGE))
+    assert not (tmp_path / "jobs").exists()
