@@ -127,6 +127,9 @@ def _register_runner_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--job-dir", metavar="DIR", help="job folders, shared with the nodes")
     group.add_argument("--namespace", metavar="NAME", help="Kubernetes namespace (default default)")
     group.add_argument("--max-wait", type=float, metavar="SECONDS", help="cancel jobs unfinished by then")
+    group.add_argument(
+        "--node-envkit", dest="envkit_command", metavar="CMD", help="how nodes run envkit (docker runtime)"
+    )
     group.add_argument("--runner-config", type=Path, metavar="FILE", help="YAML with a runner: section")
     group.add_argument(
         "--emit-manifests", type=Path, metavar="DIR", help="kubernetes: write the objects, submit nothing"
@@ -216,6 +219,7 @@ _RUNNER_FLAGS = (
     "slurm_rest",
     "namespace",
     "max_wait",
+    "envkit_command",
 )
 
 

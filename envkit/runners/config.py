@@ -13,12 +13,14 @@ defaults, every value checked where it is read (a flag by its name, a file value
       slurm_rest: http://slurm-rest.example:6820
       namespace: envkit
       max_wait: 7200
+      envkit_command: /shared/envkit/bin/envkit   # how nodes run envkit (docker runtime)
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ LABEL_VALUE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 TIME = re.compile(r"(?:[0-9]{1,3}-)?[0-9]{1,4}(?::[0-9]{1,2}){0,2}")
 CONSTRAINT = re.compile(r"[A-Za-z0-9_.&|,!*()\[\]:{}-]{1,256}")
 URL = re.compile(r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?|unix://?/[A-Za-z0-9._/-]+)/?")
+COMMAND_WORD = re.compile(r"[A-Za-z0-9_./+=:-]{1,512}")
 NAMESPACE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 # config file key → the flag that overrides it
@@ -49,6 +52,7 @@ _KEYS = {
     "slurm_rest": "--slurm-rest",
     "namespace": "--namespace",
     "max_wait": "--max-wait",
+    "envkit_command": "--node-envkit",
 }
 
 
@@ -105,6 +109,11 @@ def _check(key: str, value: Any, where: Where | str, runner: str) -> Any:
         return _gpu_types(value, where, runner)
     if key == "job_dir":
         return Path(_text(value, where))
+    if key == "envkit_command":
+        command = tuple(shlex.split(_text(value, where)))
+        if not all(COMMAND_WORD.fullmatch(word) for word in command):
+            raise _fail(where, f"{value!r} is not a command", "e.g. /shared/envkit/bin/envkit")
+        return command
     text = _text(value, where)
     grammar = {
         "partition": (WORD, "letters, digits, '_', '.' or '-'"),

@@ -291,3 +291,12 @@ def test_gpu_product_is_for_kubernetes_only() -> None:
     from envkit.cli import main
 
     assert main(["validate", "a/b:1", "--runner", "slurm", "--gpu-product", "NVIDIA-H100-80GB-HBM3"]) == 2
+
+
+def test_the_nodes_envkit_command_is_split_and_checked() -> None:
+    resolved = resolve(
+        "slurm", {"envkit_command": "/shared/venv/bin/python -m envkit"}, None, ProbeSettings()
+    )
+    assert resolved.config.envkit_command == ("/shared/venv/bin/python", "-m", "envkit")
+    with pytest.raises(UsageError, match="--node-envkit"):
+        resolve("slurm", {"envkit_command": "envkit; reboot"}, None, ProbeSettings())
