@@ -30,6 +30,7 @@ from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageI
 from envkit.errors import ConfigError, EnvkitError
 from envkit.gc import scratch_dir
 from envkit.report import SCHEMA, Report, clean_text, report_from_dict
+from envkit.report import ImageInfo as ReportImage
 
 PROBE_PACKAGE = "envkit_probe"
 WORKDIR = "/tmp/envkit"
@@ -393,6 +394,38 @@ def host_has_gpu() -> bool:
 def failed(report: Report) -> bool:
     """True when any check FAILed or ERRORed."""
     return any(check.status in ("FAIL", "ERROR") for check in report.checks)
+
+
+@dataclass(frozen=True)
+class JobProbe:
+    """The probe as a scheduler's job runs it (envkit.runners.ProbeKit): staged for a read-only mount,
+    started by FIND_PYTHON, its result made into a report here, with the node named by the runner."""
+
+    settings: RunSettings
+
+    def stage(self, folder: Path) -> None:
+        """Lay out the probe package (and pynvml, when this host has it) as `folder`."""
+        _stage_probe(folder.parent, {}).rename(folder)
+
+    def command(self, result: str) -> tuple[str, ...]:
+        """The probe's command inside an image, with the package at WORKDIR and the result at `result`."""
+        options = ("--profile", self.settings.profile, "--out", result, *_only_args(self.settings))
+        return ("/bin/sh", "-c", FIND_PYTHON, "envkit-probe", *options)
+
+    def report(self, target: Any, raw: bytes | None, *, exit_code: int | None, logs: str) -> Report:
+        """The report of a result made on another machine; its host block names only that machine's GPUs."""
+        status = ExitStatus(code=exit_code, oom_killed=False, timed_out=False, error=None)
+        result = _parse_result(raw)
+        report = _assemble(
+            result,
+            self.settings,
+            mode="container",
+            image=None,
+            ref=target.image,
+            runner=_fate(status, 0.0, logs, self.settings),
+        )
+        host = replace(report.host, hostname="", platform="", python="")
+        return replace(report, image=ReportImage(ref=target.image), host=host)
 
 
 __all__ = ["EnvkitError", "RunSettings", "failed", "host_has_gpu", "validate_image", "validate_local"]
