@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from envkit.errors import UsageError
 
@@ -118,6 +119,14 @@ class Descriptor:
     artifact_type: str | None = None
     annotations: tuple[tuple[str, str], ...] = ()
 
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> Descriptor:
+        """A Descriptor from OCI JSON (KeyError/ValueError/TypeError on a malformed one)."""
+        annotations = entry.get("annotations") or {}
+        return cls(media_type=str(entry["mediaType"]), digest=str(entry["digest"]), size=int(entry["size"]),
+                   artifact_type=entry.get("artifactType"),
+                   annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())))
+
     def to_json(self) -> dict[str, object]:
         """The descriptor as OCI JSON."""
         data: dict[str, object] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -189,6 +198,26 @@ class Registry(abc.ABC):
     @abc.abstractmethod
     def referrers(self, repository: str, digest: str) -> Sequence[Descriptor] | None:
         """Manifests whose `subject` is `digest` via the referrers API; None when the registry lacks it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryRepository:
+    """One repository on one registry: where build pushes, promote copies from and to, verify reads."""
+
+    registry: Registry
+    repository: str
+
+    def ref(self, tag: str) -> str:
+        """`host/repository:tag`."""
+        return f"{self.registry.host}/{self.repository}:{tag}"
+
+    def digest_ref(self, digest: str) -> str:
+        """`host/repository@digest`: what `envkit validate` and `envkit verify` take."""
+        return f"{self.registry.host}/{self.repository}@{digest}"
+
+    def reference(self, *, tag: str | None = None, digest: str | None = None) -> Reference:
+        """A Reference into this repository."""
+        return Reference(host=self.registry.host, repository=self.repository, tag=tag, digest=digest)
 
 
 def get_registry(host: str, settings: RegistrySettings | None = None) -> Registry:

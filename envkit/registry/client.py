@@ -172,7 +172,7 @@ class HttpRegistry(Registry):
         if reply is None:
             return None
         try:
-            return [descriptor_from_json(entry) for entry in reply.json().get("manifests") or []]
+            return [Descriptor.from_json(entry) for entry in reply.json().get("manifests") or []]
         except (ValueError, AttributeError, KeyError, TypeError):
             return None
 
@@ -285,14 +285,6 @@ class HttpRegistry(Registry):
         return RegistryError(f"registry {self.host}: {doing} {ref} failed: {reason(error)}",
                              hint="check that the registry runs and is reachable; rerun to finish: "
                              "what is already there is not uploaded again")
-
-
-def descriptor_from_json(entry: dict[str, Any]) -> Descriptor:
-    """A Descriptor from OCI JSON."""
-    annotations = entry.get("annotations") or {}
-    return Descriptor(media_type=str(entry["mediaType"]), digest=str(entry["digest"]),
-                      size=int(entry["size"]), artifact_type=entry.get("artifactType"),
-                      annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())))
 
 
 def _media_type(reply: requests.Response) -> str:
