@@ -178,7 +178,7 @@ class Authenticator:
             raise RegistryError(f"the token service of {self.host} could not be reached "
                                 f"({type(error).__name__})") from None
         if reply.status_code in (401, 403):
-            raise RegistryError(f"the token service of {self.host} refused the credentials "
+            raise RegistryError(f"the token service of {self.host} refused the credentials for {scope} "
                                 f"({reply.status_code})", hint=login_hint(self.host, creds))
         try:
             body = reply.json()

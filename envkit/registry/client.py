@@ -218,7 +218,7 @@ class HttpRegistry(Registry):
             if "CERTIFICATE_VERIFY_FAILED" in str(error) or not self._plain_http_allowed():
                 raise RegistryError(
                     f"registry {self.host}: its TLS certificate could not be verified",
-                    hint="pass the CA that signed it with --ca-bundle FILE"
+                    hint="pass the CA that signed it with --registry-ca-bundle FILE"
                     + ("" if self._plain_http_allowed() else f", or --insecure-registry {self.host} "
                        "for a plain-HTTP registry"),
                 ) from None
