@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ class Registry(abc.ABC):
         """Mount a blob from repository `source` on the same registry; False when the registry refused."""
 
     @abc.abstractmethod
-    def get_blob(self, repository: str, digest: str) -> Iterable[bytes]:
+    def get_blob(self, repository: str, digest: str) -> Iterator[bytes]:
         """The blob's bytes, streamed in chunks."""
 
     @abc.abstractmethod
