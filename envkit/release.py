@@ -140,14 +140,14 @@ def release(chosen: Sequence[Target], staging: RegistryRepository, target: Regis
         for item in chosen:
             _tag(item, target, tagged[item.candidate.cell.id], on_step)
     except EnvkitError as error:
-        partial = _record(chosen, context, created, tagged, verdicts, error=error.message)
+        partial = _record(chosen, target, context, created, tagged, verdicts, error=error.message)
         nothing = "" if partial.pushed else f"\nnothing was tagged in {context.registry}"
         raise PromotionIncomplete(
             f"promotion stopped: {error.message}{nothing}", promotion=partial,
             hint="fix the registry and rerun the same command: it sends only what is missing",
         ) from error
     on_step(f"blobs: {stats.mounted} mounted, {stats.uploaded} uploaded, {stats.present} already there")
-    return _record(chosen, context, created, tagged, verdicts, error=None)
+    return _record(chosen, target, context, created, tagged, verdicts, error=None)
 
 
 def _attach_verdict(item: Target, target: RegistryRepository, context: Context, created: str) -> str:
@@ -176,12 +176,17 @@ def _tag(item: Target, target: RegistryRepository, done: list[str], on_step: Cal
         on_step(f"tagged {ref}")
 
 
-def _record(chosen: Sequence[Target], context: Context, created: str, tagged: dict[str, list[str]],
-            verdicts: dict[str, str], *, error: str | None) -> Promotion:
+def _verdict_ref(target: RegistryRepository, digest: str | None) -> str:
+    return target.digest_ref(digest) if digest else ""
+
+
+def _record(chosen: Sequence[Target], target: RegistryRepository, context: Context, created: str,
+            tagged: dict[str, list[str]], verdicts: dict[str, str], *, error: str | None) -> Promotion:
     cells = tuple(
         Published(cell=t.candidate.cell.id, source_image_id=t.candidate.digest or "",
                   refs=tuple(tagged[t.candidate.cell.id]), digest=t.candidate.digest, verdict="pass",
-                  verdict_ref=VERDICT_ARTIFACT_TYPE, verdict_digest=verdicts.get(t.candidate.cell.id),
+                  verdict_ref=_verdict_ref(target, verdicts.get(t.candidate.cell.id)),
+                  verdict_digest=verdicts.get(t.candidate.cell.id),
                   reports=t.candidate.report_files)
         for t in chosen
     )

@@ -185,7 +185,7 @@ def print_summary(report: BuildReport, report_path: Path) -> None:
         row = [
             r.cell,
             f"[{STYLES.get(r.status, '')}]{r.label}[/]",
-            (r.image_id or "-")[7:19],
+            r.image_id[7:19] if r.image_id else "-",
             size,
             f"{r.duration_s:.1f}s",
             r.log or "-",

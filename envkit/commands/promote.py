@@ -208,6 +208,6 @@ def print_published(promotion: Promotion, record: Path) -> None:
     for column in ("cell", "digest", "verdict companion"):
         table.add_column(column, overflow="fold")
     for cell in promotion.cells:
-        table.add_row(Text(cell.cell), cell.digest or "-", Text(cell.verdict_ref))
+        table.add_row(Text(cell.cell), cell.digest or "-", Text(cell.verdict_ref or "-"))
     out.print(table)
     out.print(f"promotion record: {record}")
