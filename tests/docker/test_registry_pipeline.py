@@ -11,6 +11,7 @@ its pid mid-promote, and a proxy that cuts the connection mid-upload; each rerun
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -25,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import _free_port, run_script
-from support import DemoImages
+from support import ROOT, DemoImages
 
 from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.registry import RegistrySettings, get_registry
@@ -35,6 +35,21 @@ POLICY = "version: 1\nrequire:\n  env.torch: [PASS]\n  env.versions: [PASS]\n"
 NO_ENGINE = "unix:///nonexistent/envkit-no-engine.sock"
 STATE = Path(os.environ.get("ENVKIT_STATE_DIR", "/tmp/envkit"))
 COMMAND_TIMEOUT_S = 1800
+
+
+def run_script(name: str, *args: str) -> str:
+    """Run scripts/NAME; its stdout, or a test failure showing its stderr."""
+    done = subprocess.run([str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
+                          timeout=600, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False)
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def envkit(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -173,7 +188,7 @@ def test_promote_with_no_engine_releases_the_staged_digests_and_verify_passes(pi
 def test_registry_stopped_by_pid_mid_promote_tags_nothing_and_the_rerun_completes(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     address = run_script("start-registry.sh", port).strip().splitlines()[-1]
     release = f"{address}/rel"
     try:
@@ -237,10 +252,8 @@ class CuttingProxy:
         except OSError:
             pass
         for sock in (source, sink):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
 
     def close(self) -> None:
@@ -248,7 +261,7 @@ class CuttingProxy:
 
 
 def test_a_connection_cut_mid_upload_is_exit_3_and_the_rerun_completes(pipeline: Pipeline) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     address = run_script("start-registry.sh", port).strip().splitlines()[-1]
     proxy = CuttingProxy(address, limit=8 * 1024**2)
     release = f"{proxy.address}/rel"
@@ -267,7 +280,7 @@ def test_a_connection_cut_mid_upload_is_exit_3_and_the_rerun_completes(pipeline:
 
 
 def test_tls_registry_with_htpasswd_login_from_a_docker_config(pipeline: Pipeline, tmp_path: Path) -> None:
-    port = str(_free_port())
+    port = str(free_port())
     address = run_script("start-registry.sh", "tls", port).strip().splitlines()[-1]
     folder = STATE / f"registry-{port}"
     config, ca = folder / "docker-config", folder / "ca.crt"
