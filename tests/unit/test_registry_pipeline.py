@@ -285,3 +285,57 @@ def test_registry_repository_names() -> None:
     place = RegistryRepository(registry=FakeRegistry("h:1"), repository="a/b")
     assert (place.ref("t"), place.digest_ref("sha256:x")) == ("h:1/a/b:t", "h:1/a/b@sha256:x")
     assert RegistrySettings().ca_bundle is None
+
+
+# --- validate by digest ------------------------------------------------------------------------------
+
+
+PROBE_RESULT = json.dumps({"checks": [{"id": "env.torch", "status": "PASS", "summary": "ok"}]}).encode()
+
+
+def test_validate_pulls_a_digest_ref_and_the_report_records_that_digest() -> None:
+    from fakes import ScriptedRun
+
+    from envkit.validate import RunSettings, validate_image
+
+    engine = FakeEngine()
+    image_id = engine.add_image("local/leftover:x", {"io.envkit.cell": "a"})
+    digest = "sha256:" + "ab" * 32
+    ref = f"reg.test:5000/{STAGE}@{digest}"
+    engine.publish_remote(ref, image_id)
+    engine.script_run(image_id, ScriptedRun(outputs={"/tmp/envkit/out/result.json": PROBE_RESULT}))
+    report = validate_image(engine, ref, RunSettings())
+    assert engine.pulled == [ref]
+    assert report.image is not None and (report.image.digest, report.image.ref) == (digest, ref)
+    assert json.loads(dump_report(report))["image"]["digest"] == digest
+
+
+def test_a_tag_ref_is_never_pulled_and_an_unpushed_image_has_no_digest() -> None:
+    from envkit.errors import ConfigError
+    from envkit.validate import RunSettings, validate_image
+
+    engine = FakeEngine()
+    with pytest.raises(ConfigError):
+        validate_image(engine, "reg.test:5000/acme/app:1", RunSettings())
+    assert engine.pulled == []
+    engine.add_image("acme/app:1")
+    report = validate_image(engine, "acme/app:1", RunSettings())
+    assert report.image is not None and report.image.digest is None
+    assert "digest" not in json.loads(dump_report(report))["image"]
+
+
+def test_validate_matrix_registry_names_each_cell_by_the_digest_of_its_cell_tag(
+    matrix: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    import envkit.commands.validate as validate_command
+
+    registry = FakeRegistry()
+    monkeypatch.setattr(validate_command, "get_registry", lambda host, settings: registry)
+    cells = contexts(matrix)
+    digest = registry.add_image(STAGE, cells[0].cell.tag)
+    args = argparse.Namespace(registry_ca_bundle=None, insecure_registry=[])
+    refs = validate_command.registry_targets(matrix, "reg.test:5000/stage", args)
+    assert refs == [f"reg.test:5000/{STAGE}@{digest}", f"reg.test:5000/{STAGE}:{cells[1].cell.tag}"]
+    assert main(["validate", "--registry", "reg.test:5000/stage", "x"]) == 2
