@@ -74,6 +74,15 @@ class FakeRegistry(BaseHTTPRequestHandler):
             return
         self._manifest()
 
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        form = dict(pair.split("=", 1) for pair in self.rfile.read(length).decode().split("&"))
+        self.seen.append({"path": self.path, "form": form})
+        if form.get("grant_type") == "refresh_token" and form.get("refresh_token") == PASSWORD:
+            self._send(200, json.dumps({"access_token": TOKEN}).encode())
+            return
+        self._send(401)
+
     def do_HEAD(self) -> None:
         self.seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
         self._manifest()
@@ -248,3 +257,24 @@ def test_chunks_are_recut_into_pieces_of_the_chunk_size() -> None:
     pieces = list(_pieces([b"abc", b"defgh", b"ij"], 4))
     assert pieces == [b"abcd", b"efgh", b"ij"]
     assert list(_pieces([], 4)) == [b""]
+
+
+def test_an_identity_token_is_exchanged_for_an_access_token(server: str, tmp_path: Path) -> None:
+    FakeRegistry.mode = "bearer"
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"auths": {server: {"identitytoken": PASSWORD}}}))
+    assert client(server, folder).head_manifest("team/app", "1") is not None
+    [post] = [s for s in FakeRegistry.seen if "form" in s]
+    assert post["form"]["grant_type"] == "refresh_token"
+
+
+def test_creds_store_applies_to_every_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    helper = tmp_path / "bin" / "docker-credential-envkitstore"
+    helper.parent.mkdir()
+    helper.write_text('#!/bin/sh\nread host\necho "{\\"Username\\": \\"carol\\", \\"Secret\\": \\"x\\"}"\n')
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper.parent}:/usr/bin:/bin")
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "envkitstore"}))
+    found = load_credentials("any.example", tmp_path)
+    assert found is not None and found.username == "carol" and "envkitstore" in found.source
