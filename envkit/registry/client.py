@@ -86,7 +86,8 @@ class HttpRegistry(Registry):
         self.settings = settings
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.trust_env = False  # a proxy from the environment must not see registry credentials
+        # A loopback registry is reached directly: a proxy from the environment could not reach it.
+        self.session.trust_env = not is_loopback(host)
         self.verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else system_ca_file()
         self._base: str | None = None
         self._auth: Authenticator | None = None
