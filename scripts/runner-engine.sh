@@ -67,7 +67,9 @@ stop() {
     if ip link show "$bridge" >/dev/null 2>&1; then ip link del "$bridge"; fi
     # Mounts a daemon leaves under its roots must go before the folder can.
     if [[ -d "$dir" ]]; then
-        grep -o " ${dir}/[^ ]*" /proc/mounts | sort -r | while read -r mount; do umount -l "$mount" || true; done
+        { grep -o " ${dir}/[^ ]*" /proc/mounts || true; } | sort -r | while read -r mount; do
+            umount -l "$mount" || true
+        done
         rm -rf "$dir"
     fi
 }
