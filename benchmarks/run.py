@@ -1,7 +1,8 @@
 """envkit benchmarks: costs measured side by side in one run, printed as ratios (`make bench`).
 
-    python benchmarks/run.py [--sections plan,build,validate,generate,ci] [--wheelhouse DIR] [--ca-bundle FILE]
-                             [--skip-jobs] [--note TEXT] [--out benchmarks/results/<machine>-<sections>.json]
+    python benchmarks/run.py [--sections plan,build,validate,generate,ci] [--wheelhouse DIR]
+                             [--ca-bundle FILE] [--skip-jobs] [--note TEXT]
+                             [--out benchmarks/results/<machine>-<sections>.json]
 
 Sections
 - plan:      planning and rendering cost per raw cell for 100, 1,000 and 10,000-cell matrices.

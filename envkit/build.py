@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit import __version__
+from envkit import labels as L
 from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
 from envkit.errors import EngineUnavailable, EnvironmentFault, EnvkitError
 from envkit.gc import scratch_dir
@@ -31,8 +32,8 @@ from envkit.render import BuildContext
 BUILD_SCHEMA = "envkit.build/1"
 STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
-HASH_LABEL = "io.envkit.content-hash"
-BASE_ID_LABEL = "io.envkit.base-id"
+HASH_LABEL = L.CONTENT_HASH
+BASE_ID_LABEL = L.BASE_ID
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -402,7 +403,7 @@ def discard_untagged(engine: Engine, image_id: str) -> None:
 
 def _verify_and_tag(context: BuildContext, engine: Engine, image_id: str) -> Any:
     image = engine.image(image_id)
-    if image is None or image.labels.get("io.envkit.content-hash") != context.content_hash:
+    if image is None or image.labels.get(HASH_LABEL) != context.content_hash:
         discard_untagged(engine, image_id)
         raise BuildFailed(
             f"the built image {image_id[:19]} does not carry content hash {context.content_hash[:12]}"

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from envkit import labels as L
 from envkit.engine import MANAGED_FILTER, Engine, EngineError, ImageInfo
 
-ROLE_LABEL = "io.envkit.role"
+ROLE_LABEL = L.ROLE
 SCRATCH_PREFIX = "envkit-"
 MIN_AGE_S = 3600.0
 KINDS = ("container", "image", "scratch")
@@ -219,6 +220,6 @@ def _ago(age: float | None) -> str:
 
 
 def _describe_image(image: ImageInfo, age: float | None) -> str:
-    cell = image.labels.get("io.envkit.cell")
+    cell = image.labels.get(L.CELL)
     what = f"untagged build of cell {cell}" if cell else "untagged build stage (builder cache)"
     return f"{what}, {image.size / 1e6:.0f} MB, made {_ago(age)}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from envkit import labels as L
 from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.yamlsrc import SourceDoc, load_file
@@ -505,7 +506,7 @@ def _parse_labels(doc: SourceDoc) -> dict[str, str]:
     for key in sorted(data, key=str):
         where = doc.where("labels", key)
         safety.label_key(key, where)
-        if key.startswith(("io.envkit.", "org.opencontainers.")):
+        if key.startswith(L.RESERVED_PREFIXES):
             raise ConfigError(
                 f"label `{key}` is set by envkit",
                 where=where,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit import __version__, safety
+from envkit import labels as L
 from envkit.engine import MANAGED_LABEL, BuildRequest, Engine, ImageInfo
 from envkit.errors import ConfigError, EnvkitError, RegistryError, UnsafeValueError, UsageError
 from envkit.gate import FAIL, PASS, SKIP, ImageVerdict, run_gate
@@ -33,11 +34,11 @@ VERDICT_SCHEMA = "envkit.verdict/1"
 VERDICT_SUFFIX = ".verdict"
 VERDICT_FILE = "verdict.json"
 VERDICT_DOCKERFILE = f"FROM scratch\nCOPY {VERDICT_FILE} /{VERDICT_FILE}\n"
-CELL_LABEL = "io.envkit.cell"
-HASH_LABEL = "io.envkit.content-hash"
-VERDICT_LABEL = "io.envkit.verdict"
-SUBJECT_LABEL = "io.envkit.verdict.subject"
-VERDICT_CELL_LABEL = "io.envkit.verdict.cell"
+CELL_LABEL = L.CELL
+HASH_LABEL = L.CONTENT_HASH
+VERDICT_LABEL = L.VERDICT
+SUBJECT_LABEL = L.VERDICT_SUBJECT
+VERDICT_CELL_LABEL = L.VERDICT_CELL
 MAX_SUMMARY_CHARS = 200
 
 READY, NOT_BUILT, NO_REPORT, STALE_REPORT, FAILED_GATE = (

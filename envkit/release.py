@@ -26,6 +26,7 @@ from envkit.promote import (
     NOT_BUILT,
     READY,
     STALE_REPORT,
+    VERDICT_CELL_LABEL,
     Candidate,
     Context,
     Promotion,
@@ -45,7 +46,6 @@ from envkit.report import Report
 
 VERDICT_ARTIFACT_TYPE = "application/vnd.envkit.verdict.v1+json"
 VERDICT_CREATED = "org.opencontainers.image.created"
-VERDICT_CELL = "io.envkit.verdict.cell"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,7 +158,7 @@ def _attach_verdict(item: Target, target: RegistryRepository, context: Context, 
                             "after it was copied")
     document = verdict_document(item, digest, context, created)
     payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    annotations = {VERDICT_CREATED: created, VERDICT_CELL: item.candidate.cell.id}
+    annotations = {VERDICT_CREATED: created, VERDICT_CELL_LABEL: item.candidate.cell.id}
     attached = artifacts.attach(target.registry, target.repository, subject, payload,
                                 artifact_type=VERDICT_ARTIFACT_TYPE, annotations=annotations)
     return attached.digest

@@ -23,6 +23,7 @@ from typing import Any
 
 import jinja2
 
+from envkit import labels as L
 from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.resolve import Cell, Plan, download_sources, python_builds
@@ -119,7 +120,7 @@ def render_cell(
     variables = _template_variables(cell, matrix_name, options, files)
     body = _template().render(**variables, labels=sorted(labels.items()))
     content_hash = _content_hash(body, files, hasher)
-    labels = {**labels, "io.envkit.content-hash": content_hash}
+    labels = {**labels, L.CONTENT_HASH: content_hash}
     dockerfile = _template().render(**variables, labels=sorted(labels.items()))
     return BuildContext(
         cell=cell,
@@ -142,23 +143,23 @@ def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[
         "org.opencontainers.image.version": cell.tag,
         "org.opencontainers.image.base.name": cell.base,
         "org.opencontainers.image.ref.name": cell.tag,
-        "io.envkit.managed": "true",
+        L.MANAGED: "true",
         # The matrix's name, not its file: moving or renaming the file must not change any image.
-        "io.envkit.matrix": matrix_name,
-        "io.envkit.cell": cell.id,
-        "io.envkit.torch": cell.torch,
-        "io.envkit.torch-variant": cell.variant,
-        "io.envkit.torch-source": cell.torch_source,
-        "io.envkit.cuda": cell.cuda or "",
-        "io.envkit.cuda-full": cell.cuda_full or "",
-        "io.envkit.cudnn": cell.cudnn or "",
-        "io.envkit.nccl": cell.nccl or "",
-        "io.envkit.python": cell.python,
-        "io.envkit.python-source": cell.python_source,
-        "io.envkit.os": cell.os,
-        "io.envkit.flavor": cell.flavor,
-        "io.envkit.driver-floor": cell.driver_floor or "",
-        "io.envkit.arch-list": ";".join(cell.arch_list),
+        L.MATRIX: matrix_name,
+        L.CELL: cell.id,
+        L.TORCH: cell.torch,
+        L.TORCH_VARIANT: cell.variant,
+        L.TORCH_SOURCE: cell.torch_source,
+        L.CUDA: cell.cuda or "",
+        L.CUDA_FULL: cell.cuda_full or "",
+        L.CUDNN: cell.cudnn or "",
+        L.NCCL: cell.nccl or "",
+        L.PYTHON: cell.python,
+        L.PYTHON_SOURCE: cell.python_source,
+        L.OS: cell.os,
+        L.FLAVOR: cell.flavor,
+        L.DRIVER_FLOOR: cell.driver_floor or "",
+        L.ARCH_LIST: ";".join(cell.arch_list),
         **extra,
     }
     for key, value in labels.items():

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from envkit import labels as L
 from envkit.errors import ConfigError, Where
 
 SCHEMA = "envkit.report/1"
@@ -131,7 +132,7 @@ class Report:
     @property
     def cell(self) -> str | None:
         """The envkit cell id from the image labels, when envkit built the image."""
-        return self.image.labels.get("io.envkit.cell") if self.image else None
+        return self.image.labels.get(L.CELL) if self.image else None
 
     @property
     def gpu_model(self) -> str:
@@ -156,9 +157,9 @@ class Report:
 
     def versions(self) -> dict[str, str]:
         """Versions worth showing side by side: image labels envkit sets, plus driver and envkit."""
-        labels = self.image.labels if self.image else {}
+        image_labels = self.image.labels if self.image else {}
         keys = ("torch", "torch-variant", "cuda", "cudnn", "python", "os", "flavor")
-        found = {key: labels[f"io.envkit.{key}"] for key in keys if labels.get(f"io.envkit.{key}")}
+        found = {key: image_labels[L.key(key)] for key in keys if image_labels.get(L.key(key))}
         found["driver"] = self.host.driver or "-"
         found["gpu"] = self.gpu_model
         found["envkit"] = self.envkit_version

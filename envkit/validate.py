@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit import __version__
+from envkit import labels as L
 from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo
 from envkit.errors import ConfigError, EnvkitError
 from envkit.gc import scratch_dir
@@ -35,7 +36,6 @@ PROBE_PACKAGE = "envkit_probe"
 WORKDIR = "/tmp/envkit"
 RESULT = f"{WORKDIR}/out/result.json"
 PROFILE_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
-ROLE_LABEL = "io.envkit.role"
 LOG_TAIL = 40
 DIGEST_REF = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
@@ -162,9 +162,9 @@ def probe_container_spec(image: ImageInfo, settings: RunSettings, ref: str | Non
             *_only_args(settings),
         ),
         labels={
-            "io.envkit.managed": "true",
-            ROLE_LABEL: "validate",
-            "io.envkit.image": (ref or image.id)[:200],
+            L.MANAGED: "true",
+            L.ROLE: "validate",
+            L.IMAGE: (ref or image.id)[:200],
         },
         user=settings.user,
         network_disabled=True,

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from envkit import labels as L
 from envkit.engine import get_engine
 from envkit.gc import Leftover, collect, find_leftovers
 from envkit.ui import console
@@ -17,7 +18,7 @@ def register(sub: Any) -> None:
         "gc",
         help="remove leftover validation containers, untagged envkit images and scratch folders",
         description="Remove what a killed or interrupted envkit left: validation containers, untagged "
-        "images labelled io.envkit.managed=true, and envkit-* scratch folders in the temp folder. Tagged "
+        f"images labelled {L.MANAGED}=true, and envkit-* scratch folders in the temp folder. Tagged "
         "images (the base image included) are never touched. Without --all, anything a running envkit may "
         "still use is kept: running containers, images and folders younger than an hour. Exit 0 when "
         "everything planned was removed, 1 when something could not be, 3 when the engine is unreachable.",

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envkit import labels as L
 from envkit.errors import EnvironmentFault, EnvkitError, UsageError
 
-MANAGED_LABEL = "io.envkit.managed"
+MANAGED_LABEL = L.MANAGED
 MANAGED_FILTER = f"{MANAGED_LABEL}=true"
 # --gpus / DeviceRequests arrived with Docker 19.03 (API 1.40); envkit relies on them.
 MIN_API_VERSION = "1.40"

@@ -1,0 +1,274 @@
+"""A self-contained HTML page of reports with charts (untrusted text HTML-escaped, CSP-hashed script)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from collections.abc import Sequence
+
+from envkit.gate import GateResult, ImageVerdict
+from envkit.report import Report
+from envkit.views.common import (
+    HEADLINE_METRICS,
+    display_name,
+    fmt,
+    headline_metric,
+    short_name,
+    status_counts,
+)
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1f24;background:#fff}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.5rem 0}
+th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left}
+th{background:#f6f8fa;cursor:pointer}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.PASS{color:#1a7f37;font-weight:600}.WARN{color:#9a6700;font-weight:600}.FAIL,.ERROR{color:#cf222e;font-weight:700}
+.SKIP{color:#6e7781}tr.selected td{background:#fff8c5}
+svg.chart{display:block;margin:.5rem 0}svg text{font:12px system-ui,sans-serif;fill:#1b1f24}
+rect.bar.s0{fill:#0969da}rect.bar.s1{fill:#bf3989}rect.bar.highlight{stroke:#1b1f24;stroke-width:2}
+text.na{fill:#6e7781}.legend rect.s0{fill:#0969da}.legend rect.s1{fill:#bf3989}
+details{margin:.5rem 0}code{font-size:90%}
+""".strip()
+
+_JS = """
+(function(){
+  var root=document.documentElement;
+  function select(image){
+    document.querySelectorAll('rect.bar').forEach(function(bar){
+      bar.classList.toggle('highlight', bar.getAttribute('data-image')===image);});
+    document.querySelectorAll('tr[data-image]').forEach(function(row){
+      row.classList.toggle('selected', row.getAttribute('data-image')===image);});
+  }
+  document.querySelectorAll('tr[data-image]').forEach(function(row){
+    row.addEventListener('click', function(){select(row.getAttribute('data-image'));});});
+  document.querySelectorAll('table.sortable th').forEach(function(th, col){
+    th.addEventListener('click', function(){
+      var body=th.closest('table').tBodies[0], rows=Array.prototype.slice.call(body.rows);
+      var asc=th.getAttribute('data-sort')!=='asc'; th.setAttribute('data-sort', asc?'asc':'desc');
+      rows.sort(function(a,b){
+        var x=a.cells[col].getAttribute('data-value')||a.cells[col].textContent;
+        var y=b.cells[col].getAttribute('data-value')||b.cells[col].textContent;
+        var nx=parseFloat(x), ny=parseFloat(y);
+        var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y); return asc?c:-c;});
+      rows.forEach(function(r){body.appendChild(r);});});});
+  root.setAttribute('data-bars', String(document.querySelectorAll('rect.bar').length));
+  root.setAttribute('data-js', 'ready');
+})();
+""".strip()
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def reports_html(reports: Sequence[Report], gate: GateResult | None = None) -> str:
+    """One self-contained HTML page (inline CSS, inline SVG charts, a small inline script, no network).
+
+    A Content-Security-Policy allows only this page's own style and script (by hash), so even text that
+    slipped through escaping could not load or run anything.
+    """
+    csp = f"default-src 'none'; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; img-src data:"
+    verdicts = {id(v.report): v for v in gate.verdicts} if gate else {}
+    body = [
+        "<h1>envkit validation report</h1>",
+        f"<p>{len(reports)} report(s)"
+        + (f"; gate {'PASSED' if gate.passed else 'FAILED'}" if gate else "")
+        + "</p>",
+        "<h2>Status</h2>",
+        _status_table(reports, verdicts),
+        "<h2>Versions</h2>",
+        _versions_table(reports),
+        "<h2>Decode throughput (tokens/s, higher is better)</h2>",
+        bar_chart("decode", reports, [("decode_tokens_per_s", "decode tok/s")], unit="tok/s"),
+        "<h2>Inter-token latency (ms, lower is better)</h2>",
+        bar_chart("itl", reports, [("itl_p50_ms", "p50"), ("itl_p99_ms", "p99")], unit="ms"),
+        "<h2>KV-cache speed-up (x, higher is better)</h2>",
+        bar_chart("kv", reports, [("kv_speedup", "speed-up")], unit="x"),
+        "<h2>Checks</h2>",
+        *(_checks_section(report) for report in reports),
+    ]
+    return (
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                '<html lang="en">',
+                "<head>",
+                '<meta charset="utf-8">',
+                f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
+                '<meta name="viewport" content="width=device-width, initial-scale=1">',
+                "<title>envkit validation report</title>",
+                f"<style>{_CSS}</style>",
+                "</head>",
+                "<body>",
+                *body,
+                f"<script>{_JS}</script>",
+                "</body>",
+                "</html>",
+            ]
+        )
+        + "\n"
+    )
+
+
+def _status_table(reports: Sequence[Report], verdicts: dict[int, ImageVerdict]) -> str:
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in (
+            "image",
+            "GPU",
+            "profile",
+            "status",
+            *(["gate"] if verdicts else []),
+            "pass",
+            "warn",
+            "fail",
+            "skip",
+            "error",
+            "decode tok/s",
+            "ITL p99 ms",
+            "KV x",
+        )
+    )
+    rows = []
+    for report in reports:
+        worst = report.worst_status()
+        cells = [
+            f"<td>{_e(report.label)}</td>",
+            f"<td>{_e(report.gpu_model)}</td>",
+            f"<td>{_e(report.profile)}</td>",
+            f'<td class="{worst}">{worst}</td>',
+        ]
+        verdict = verdicts.get(id(report))
+        if verdicts:
+            word = "PASS" if verdict is None or verdict.passed else "FAIL"
+            cells.append(f'<td class="{word}">{word}</td>')
+        cells += [f'<td class="num">{count}</td>' for count in status_counts(report).values()]
+        for name, _ in HEADLINE_METRICS:
+            value = headline_metric(report, name)
+            data = "" if value is None else f' data-value="{value!r}"'
+            cells.append(f'<td class="num"{data}>{fmt(value)}</td>')
+        rows.append(f'<tr data-image="{_e(display_name(report))}">{"".join(cells)}</tr>')
+    return (
+        f'<table class="sortable" id="status"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _versions_table(reports: Sequence[Report]) -> str:
+    keys = list(dict.fromkeys(key for report in reports for key in report.versions()))
+    head = "<th>image</th>" + "".join(f"<th>{_e(key)}</th>" for key in keys)
+    rows = []
+    for report in reports:
+        versions = report.versions()
+        cells = "".join(f"<td>{_e(versions.get(key, '-'))}</td>" for key in keys)
+        rows.append(f"<tr><td>{_e(report.label)}</td>{cells}</tr>")
+    return f'<table id="versions"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _checks_section(report: Report) -> str:
+    rows = []
+    for check in report.checks:
+        metrics = ", ".join(f"{_e(k)}={fmt(v)}" for k, v in sorted(check.metrics.items()))
+        hint = f"<br><em>hint: {_e(check.hint)}</em>" if check.hint else ""
+        rows.append(
+            f'<tr><td><code>{_e(check.name)}</code></td><td class="{check.status}">{check.status}</td>'
+            f"<td>{_e(check.summary)}{hint}</td><td>{metrics}</td></tr>"
+        )
+    open_attr = " open" if report.worst_status() in ("FAIL", "ERROR") else ""
+    return (
+        f"<details{open_attr}><summary>{_e(display_name(report))} — {report.worst_status()}</summary>"
+        "<table><thead><tr><th>check</th><th>status</th><th>summary</th><th>metrics</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></details>"
+    )
+
+
+def bar_chart(chart: str, reports: Sequence[Report], series: Sequence[tuple[str, str]], *, unit: str) -> str:
+    """A horizontal bar chart as inline SVG: one group per report, one bar per series metric.
+
+    Each bar is `<rect class="bar sN" data-chart data-image data-series data-value>`; a report without the
+    metric gets an "n/a" text instead of a bar.
+    """
+    label_w, bar_w, bar_h, gap = 380, 380, 16, 10
+    values = [[headline_metric(report, name) for name, _ in series] for report in reports]
+    top = max((v for row in values for v in row if v is not None), default=0.0) or 1.0
+    group_h = bar_h * len(series) + gap
+    legend_h = 20 if len(series) > 1 else 0
+    height = legend_h + group_h * max(1, len(reports)) + gap
+    width = label_w + bar_w + 90
+    parts = [
+        f'<svg class="chart" id="chart-{chart}" data-chart="{chart}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+    ]
+    parts += _legend(series, label_w) if legend_h else []
+    for row, (report, row_values) in enumerate(zip(reports, values, strict=True)):
+        y0 = legend_h + row * group_h + gap // 2
+        name = display_name(report)
+        shown = short_name(report)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y0 + group_h // 2}" text-anchor="end">'
+            f"<title>{_e(name)}</title>{_e(shown)}</text>"
+        )
+        for index, ((metric, series_label), value) in enumerate(zip(series, row_values, strict=True)):
+            parts.append(
+                _bar(
+                    chart,
+                    name,
+                    metric,
+                    series_label,
+                    index,
+                    value,
+                    top,
+                    x=label_w,
+                    y=y0 + index * bar_h,
+                    width=bar_w,
+                    height=bar_h - 2,
+                    unit=unit,
+                )
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _legend(series: Sequence[tuple[str, str]], x: int) -> list[str]:
+    parts = ['<g class="legend">']
+    for index, (_, label) in enumerate(series):
+        parts.append(
+            f'<rect class="s{index}" x="{x + index * 90}" y="4" width="12" height="12"></rect>'
+            f'<text x="{x + index * 90 + 16}" y="14">{_e(label)}</text>'
+        )
+    return [*parts, "</g>"]
+
+
+def _bar(
+    chart: str,
+    image: str,
+    metric: str,
+    label: str,
+    index: int,
+    value: float | None,
+    top: float,
+    *,
+    x: int,
+    y: int,
+    width: int,
+    height: int,
+    unit: str,
+) -> str:
+    if value is None:
+        return (
+            f'<text class="na" x="{x + 4}" y="{y + height - 3}" data-chart="{chart}" '
+            f'data-image="{_e(image)}" data-series="{_e(metric)}" data-missing="true">n/a</text>'
+        )
+    length = max(1.0, width * max(value, 0.0) / top)
+    return (
+        f'<rect class="bar s{index}" x="{x}" y="{y}" width="{length:.1f}" height="{height}" '
+        f'data-chart="{chart}" data-image="{_e(image)}" data-series="{_e(metric)}" data-value="{value!r}">'
+        f"<title>{_e(image)}: {_e(label)} {fmt(value)} {unit}</title></rect>"
+        f'<text x="{x + length + 4:.1f}" y="{y + height - 3}">{fmt(value)}</text>'
+    )

@@ -1,0 +1,108 @@
+"""Terminal views: rich tables of reports and gate results (untrusted text is never markup)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from envkit.gate import GateResult
+from envkit.report import Report
+from envkit.views.common import (
+    HEADLINE_METRICS,
+    STATUS_STYLE,
+    display_name,
+    fmt,
+    headline_metric,
+    status_counts,
+)
+
+
+def print_reports(console: Console, reports: Sequence[Report]) -> None:
+    """Summary table of all reports, then each report's checks."""
+    console.print(summary_table(reports))
+    for report in reports:
+        console.print(checks_table(report))
+
+
+def summary_table(reports: Sequence[Report]) -> Table:
+    """One row per report: worst status, status counts and headline throughput metrics."""
+    table = Table(title="envkit reports", title_justify="left")
+    table.add_column("image", overflow="fold", ratio=3)
+    for column in ("gpu", "profile", "status", "checks"):
+        table.add_column(column)
+    for _, label in HEADLINE_METRICS:
+        table.add_column(label, justify="right")
+    for report in reports:
+        worst = report.worst_status()
+        table.add_row(
+            Text(report.label),
+            Text(report.gpu_model.removeprefix("NVIDIA ")),
+            report.profile,
+            Text(worst, style=STATUS_STYLE[worst]),
+            counts_text(report),
+            *(fmt(headline_metric(report, name)) for name, _ in HEADLINE_METRICS),
+        )
+    return table
+
+
+def counts_text(report: Report) -> str:
+    """ "13 pass, 1 warn": the non-zero status counts of a report."""
+    counts = status_counts(report)
+    return ", ".join(f"{count} {status.lower()}" for status, count in counts.items() if count) or "no checks"
+
+
+def checks_table(report: Report) -> Table:
+    """Every check record of one report with its status, summary and hint."""
+    table = Table(title=Text(display_name(report)), title_justify="left")
+    for column in ("check", "status", "summary", "seconds"):
+        table.add_column(column)
+    for check in report.checks:
+        summary = Text(check.summary)
+        if check.hint and check.status not in ("PASS", "SKIP"):
+            summary.append(f"\nhint: {check.hint}", style="italic")
+        table.add_row(
+            Text(check.name),
+            Text(check.status, style=STATUS_STYLE[check.status]),
+            summary,
+            f"{check.duration_s:.1f}",
+        )
+    return table
+
+
+def print_gate(console: Console, result: GateResult) -> None:
+    """Verdict table per image, then every failure with its hint, then the overall verdict."""
+    table = Table(title="envkit gate", title_justify="left")
+    table.add_column("image", overflow="fold", ratio=3)
+    for column in ("gpu", "profile", "verdict", "findings", "baseline"):
+        table.add_column(column)
+    for verdict in result.verdicts:
+        report = verdict.report
+        word = "PASS" if verdict.passed else "FAIL"
+        counts = ", ".join(f"{verdict.count(o)} {o}" for o in ("pass", "fail", "skip") if verdict.count(o))
+        table.add_row(
+            Text(report.label),
+            Text(report.gpu_model.removeprefix("NVIDIA ")),
+            report.profile,
+            Text(word, style=STATUS_STYLE[word]),
+            counts,
+            Text(Path(verdict.baseline_source).name if verdict.baseline_source else "-"),
+        )
+    console.print(table)
+    for verdict in result.verdicts:
+        for finding in verdict.failures:
+            line = Text(f"FAIL {verdict.report.label} {finding.name}: ", style="red")
+            line.append(finding.message)
+            if finding.hint:
+                line.append(f"\n     hint: {finding.hint}", style="italic")
+            console.print(line)
+    overall = "PASS" if result.passed else "FAIL"
+    console.print(
+        Text(
+            f"gate: {overall} ({len(result.verdicts)} report(s), policy {result.policy.source})",
+            style=STATUS_STYLE[overall],
+        )
+    )
