@@ -307,7 +307,11 @@ def _push(push: PushTarget, context: BuildContext, engine: Engine, image_id: str
     """Push the image under its content tag, then point the cell tag at the digest (tags last)."""
     content_ref = push.ref(context.hash_tag)
     engine.tag(image_id, content_ref)
-    digest = engine.push(content_ref)
+    try:
+        digest = engine.push(content_ref)
+    finally:
+        # The registry name was only a handle for the push: the engine keeps the cell's own tags.
+        engine.remove_image(content_ref)
     return {"digest": digest, "pushed": _point_cell_tag(push, context, digest)}
 
 

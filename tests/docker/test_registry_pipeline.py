@@ -140,6 +140,9 @@ def test_runner_a_builds_and_pushes_content_tag_then_cell_tag(pipeline: Pipeline
         assert registry.head_manifest(f"{prefix}/{pipeline.repository}", content_tag).digest == digest  # type: ignore[union-attr]
         assert registry.head_manifest(f"{prefix}/{pipeline.repository}", cell_id).digest == digest  # type: ignore[union-attr]
         pipeline.staged[cell_id] = digest
+    names = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                           text=True, timeout=60, check=True).stdout.split()
+    assert not [name for name in names if name.startswith(pipeline.staging)]  # no registry name left behind
 
 
 def test_empty_runner_b_skips_every_cell_by_registry_and_pulls_nothing(pipeline: Pipeline) -> None:

@@ -107,6 +107,8 @@ def test_a_built_cell_is_pushed_under_its_content_tag_before_its_cell_tag(matrix
     [result] = build_contexts("promo.yaml", [cell], engine, settings).results
     assert engine.pushed == {f"reg.test:5000/{STAGE}:{cell.hash_tag}": engine.pushed[
         f"reg.test:5000/{STAGE}:{cell.hash_tag}"]}  # only the content tag goes through the engine
+    assert engine.image(f"reg.test:5000/{STAGE}:{cell.hash_tag}") is None  # no local registry name left
+    assert engine.image(cell.cell.image) is not None
     puts = [ref for method, _, ref in registry.calls if method == "PUT"]
     assert puts == [cell.cell.tag]  # the cell tag is set registry-side, after the push
     assert result.pushed == (f"reg.test:5000/{STAGE}:{cell.hash_tag}", f"reg.test:5000/{STAGE}:{cell.cell.tag}")
