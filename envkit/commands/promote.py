@@ -137,7 +137,7 @@ def run_registry_side(args: argparse.Namespace) -> int:
         return 1
     chosen = targets(candidates, release_root, the_plan.matrix.image.repository)
     if args.dry_run:
-        print_push_order(chosen)
+        print_release_plan(chosen)
         return 0
     record = args.record or Path(".envkit") / the_plan.matrix.name / "promotion.json"
     context = Context(registry=release_root, matrix=the_plan.matrix.file, policy=policy.source,
@@ -199,6 +199,17 @@ def print_push_order(chosen: Sequence[Target]) -> None:
     for number, ref in enumerate(push_order(chosen), start=1):
         out.print(Text(f"  {number:>3}. {ref}"))
     out.print("verdict companions are built FROM scratch after every image is pushed; each names its digest")
+
+
+def print_release_plan(chosen: Sequence[Target]) -> None:
+    """The registry-side dry run: what would be copied by digest, then the tags, in order."""
+    out = console()
+    out.print("dry run: would copy by digest and attach a verdict to each (nothing was written):")
+    for target in chosen:
+        out.print(Text(f"  {target.candidate.cell.id}: {target.candidate.digest}"))
+    out.print("then, after every manifest is in the release registry, tag in this order:")
+    for number, ref in enumerate((ref for t in chosen for ref in (t.hash_ref, t.tag_ref)), start=1):
+        out.print(Text(f"  {number:>3}. {ref}"))
 
 
 def print_published(promotion: Promotion, record: Path) -> None:

@@ -244,6 +244,13 @@ def test_a_fault_midway_leaves_no_tag_and_the_rerun_sends_only_what_is_missing(p
     assert release_tags(registry) >= set(pipeline.digests)
 
 
+def test_a_dry_run_writes_nothing_and_lists_the_tags_last(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(pipeline.argv("--dry-run")) == 0
+    assert pipeline.registry.writes() == []
+    out = capsys.readouterr().out
+    assert out.index("would copy by digest") < out.index("tag in this order")
+
+
 def test_promote_needs_either_registry_or_from_and_to(pipeline: Pipeline) -> None:
     assert main(pipeline.argv("--registry", "reg.test:5000/x")) == 2
     argv = pipeline.argv()
