@@ -227,9 +227,14 @@ def assess(
 
 
 def same_build(report: Report, image: ImageInfo) -> bool:
-    """Whether the report validated exactly this local image (same image id)."""
-    reported = report.image.id if report.image else None
-    return reported is not None and _bare_id(reported) == _bare_id(image.id)
+    """Whether the report validated exactly this local image: the registry digest it validated is one
+    the engine records for the image, or (a purely local validation) the same image id."""
+    if report.image is None:
+        return False
+    digest = report.image.digest
+    if digest is not None and image.digests:
+        return digest in {name.rpartition("@")[2] for name in image.digests}
+    return report.image.id is not None and _bare_id(report.image.id) == _bare_id(image.id)
 
 
 def _candidate(

@@ -348,3 +348,33 @@ def test_validate_matrix_registry_names_each_cell_by_the_digest_of_its_cell_tag(
     refs = validate_command.registry_targets(matrix, "reg.test:5000/stage", args)
     assert refs == [f"reg.test:5000/{STAGE}@{digest}", f"reg.test:5000/{STAGE}:{cells[1].cell.tag}"]
     assert main(["validate", "--registry", "reg.test:5000/stage", "x"]) == 2
+
+
+def test_local_promote_matches_a_report_by_digest_before_image_id() -> None:
+    from dataclasses import replace
+
+    from envkit.engine import ImageInfo
+    from envkit.promote import same_build
+    from envkit.report import ImageInfo as ReportImage
+
+    digest = "sha256:" + "c" * 64
+    image = ImageInfo(id="sha256:" + "1" * 64, tags=("a:1",), labels={}, size=1, created="",
+                      digests=(f"reg.test:5000/a@{digest}",))
+    report = report_from_dict(json.loads(dump_report_text(digest)))
+    assert same_build(report, image)
+    other = replace(report, image=ReportImage(ref="x", id=image.id, digest="sha256:" + "d" * 64))
+    assert not same_build(other, image)  # same local id, but it validated another registry digest
+    local = replace(report, image=ReportImage(ref="x", id=image.id))
+    assert same_build(local, replace(image, digests=()))
+
+
+def dump_report_text(digest: str) -> str:
+    data = {
+        "schema": "envkit.report/1", "envkit_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
+        "profile": "quick", "mode": "container",
+        "image": {"ref": "r", "id": "sha256:" + "2" * 64, "digest": digest, "labels": {}},
+        "host": {"hostname": "ci", "platform": "linux", "python": "3.11", "gpus": []},
+        "checks": [{"id": "env.torch", "status": "PASS", "summary": "ok", "duration_s": 0.1}],
+        "runner": None,
+    }
+    return json.dumps(data)
