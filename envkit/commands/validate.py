@@ -13,9 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from envkit.commands._common import checked_plan
+from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine, parse_gpus
 from envkit.errors import ConfigError, UsageError
 from envkit.policy import check_id_hint, known_check_ids
+from envkit.registry import get_registry
 from envkit.report import Report, clean_text, dump_report
 from envkit.runners import (
     CONTAINER_RUNTIMES,
@@ -30,7 +32,15 @@ from envkit.runners import (
 from envkit.runners.config import resolve
 from envkit.runners.watch import Progress, run_jobs
 from envkit.ui import console
-from envkit.validate import JobProbe, RunSettings, failed, host_has_gpu, validate_image, validate_local
+from envkit.validate import (
+    DIGEST_REF,
+    JobProbe,
+    RunSettings,
+    failed,
+    host_has_gpu,
+    validate_image,
+    validate_local,
+)
 from envkit.views import print_reports
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)i?b?", re.IGNORECASE)
@@ -80,6 +90,13 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--out-dir", type=Path, metavar="DIR", help="one report per image (default .envkit/reports)"
     )
+    parser.add_argument(
+        "--registry",
+        metavar="R",
+        help="with --matrix: validate each cell by digest from registry R (host[:port][/prefix]), "
+        "the digest its cell tag names there (as `envkit build --push R` left it)",
+    )
+    add_registry_arguments(parser, ca_alias=True)
     _register_runner_flags(parser)
     parser.set_defaults(func=run_terminable)
 
@@ -136,10 +153,27 @@ def _register_runner_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def registry_targets(matrix: Path, root: str, args: argparse.Namespace) -> list[str]:
+    """`host/repo@sha256:...` for every cell of `matrix` whose cell tag registry `root` holds; the tag
+    ref for a cell it lacks (its pull then fails, naming it)."""
+    the_plan = checked_plan(matrix)
+    host, repository = repository_under(root, the_plan.matrix.image.repository, "--registry")
+    registry = get_registry(host, registry_settings(args))
+    refs = []
+    for cell in the_plan.cells:
+        found = registry.head_manifest(repository, cell.tag)
+        refs.append(f"{host}/{repository}@{found.digest}" if found else f"{host}/{repository}:{cell.tag}")
+    return refs
+
+
 def run(args: argparse.Namespace) -> int:
     out = console()
     targets = list(args.images)
-    if args.matrix:
+    if args.registry and not args.matrix:
+        raise UsageError("--registry goes with --matrix", hint="or name IMAGE as HOST/REPO@sha256:...")
+    if args.matrix and args.registry:
+        targets += registry_targets(args.matrix, args.registry, args)
+    elif args.matrix:
         with out.status("resolving the matrix…"):
             targets += [cell.image for cell in checked_plan(args.matrix).cells]
     if args.runner != "local":
@@ -174,8 +208,8 @@ def _validate_images(
     missing: list[str] = []
     for number, ref in enumerate(targets, start=1):
         with out.status(f"validating {escape(ref)} ({number}/{len(targets)})…"):
-            if engine.image(ref) is None:
-                missing.append(ref)
+            if engine.image(ref) is None and not DIGEST_REF.search(ref):
+                missing.append(ref)  # a digest reference is pulled by validate_image
                 continue
             report = validate_image(engine, ref, settings)
         reports.append(_keep(out, report, args.out or _default_out(args, ref)))

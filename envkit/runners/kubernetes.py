@@ -447,7 +447,7 @@ def connect() -> tuple[Any, Any]:
         from kubernetes import client, config
     except ImportError:
         raise UsageError(
-            "--runner kubernetes needs the Kubernetes client", hint="pip install 'envkit[kubernetes]'"
+            "--runner kubernetes needs the Kubernetes client", hint="pip install 'envkit-gpu[kubernetes]'"
         ) from None
     try:
         config.load_kube_config()

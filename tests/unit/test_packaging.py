@@ -57,6 +57,7 @@ def test_extras_refer_to_this_distribution_not_the_unrelated_envkit() -> None:
     # `envkit` on the package index is someone else's project: an extra written `envkit[x]` would
     # install it instead of pulling in this project's own extra.
     import re
+
     import tomllib
 
     project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
