@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +37,7 @@ WORKDIR = "/tmp/envkit"
 RESULT = f"{WORKDIR}/out/result.json"
 PROFILE_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
 LOG_TAIL = 40
+DIGEST_REF = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 # Finds the image's Python: the first candidate with torch installed (found, not imported: cheap),
 # else the first that runs at all.
@@ -80,6 +82,8 @@ class RunSettings:
 def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     """Run the probe inside image `ref`; returns the report (check failures are in it, not raised)."""
     image = engine.image(ref)
+    if image is None and DIGEST_REF.search(ref):
+        image = engine.pull(ref)  # by digest: exactly the bytes the registry holds under that digest
     if image is None:
         raise ConfigError(f"no image {ref!r} on the engine", hint="build it (envkit build) or pull it first")
     clock = time.monotonic()
@@ -331,12 +335,28 @@ def _assemble(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "profile": settings.profile,
         "mode": mode,
-        "image": None if image is None else {"ref": ref, "id": image.id, "labels": dict(image.labels)},
+        "image": None if image is None else _image_record(image, ref),
         "host": _host(result),
         "checks": checks,
         "runner": {k: v for k, v in runner.items() if not k.startswith("_")},
     }
     return report_from_dict(data, source=f"probe result of {ref or 'this host'}")
+
+
+def manifest_digest(image: ImageInfo, ref: str | None) -> str | None:
+    """The registry digest validated: the one in `ref`, else the one digest the engine recorded for
+    the image when it was pushed or pulled (None when there is none, or several)."""
+    named = DIGEST_REF.search(ref or "")
+    if named:
+        return named.group(1)
+    known = {name.rpartition("@")[2] for name in image.digests}
+    return known.pop() if len(known) == 1 else None
+
+
+def _image_record(image: ImageInfo, ref: str | None) -> dict[str, Any]:
+    record = {"ref": ref, "id": image.id, "labels": dict(image.labels)}
+    digest = manifest_digest(image, ref)
+    return record | ({"digest": digest} if digest else {})
 
 
 _CHECK_KEYS = ("id", "status", "summary", "metrics", "duration_s", "hint", "device", "details")

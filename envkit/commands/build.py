@@ -9,7 +9,7 @@ from typing import Any
 from rich.live import Live
 from rich.table import Table
 
-from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, decide
+from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, decide
 from envkit.commands._common import (
     add_matrix_argument,
     add_only_argument,
@@ -19,8 +19,12 @@ from envkit.commands._common import (
     render_options,
     render_selected,
 )
+from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine
+from envkit.errors import UsageError
+from envkit.registry import get_registry
 from envkit.render import CA_SECRET_ID
+from envkit.resolve import Plan
 from envkit.ui import console
 
 STYLES = {
@@ -71,7 +75,32 @@ def register(sub: Any) -> None:
         default="auto",
         help="docker-py (default), or the BuildKit CLI (implied by --secret/--cache-mounts/--buildkit)",
     )
+    parser.add_argument(
+        "--push",
+        nargs="?",
+        const=MATRIX_REGISTRY,
+        metavar="REGISTRY",
+        help="host[:port][/prefix]: skip cells whose content-<hash16> tag the registry holds, push the "
+        "others (content tag, then cell tag); without a value, the matrix's image.registry",
+    )
+    add_registry_arguments(parser)
     parser.set_defaults(func=run)
+
+
+MATRIX_REGISTRY = "(matrix)"
+
+
+def push_target(args: argparse.Namespace, the_plan: Plan) -> PushTarget | None:
+    """The registry `--push` names (the matrix's image.registry for a bare --push), or None."""
+    if args.push is None:
+        return None
+    naming = the_plan.matrix.image
+    root = naming.registry if args.push == MATRIX_REGISTRY else args.push
+    if not root:
+        raise UsageError("--push without a value needs `image.registry` in the matrix",
+                         hint="name the registry: --push HOST[:PORT][/PREFIX]")
+    host, repository = repository_under(root, naming.repository, "--push")
+    return PushTarget(registry=get_registry(host, registry_settings(args)), repository=repository)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
     engine = get_engine(backend)
     engine.info()
+    push = push_target(args, the_plan)
     out = console()
     if args.dry_run:
-        for cell_id, decision in decide(contexts, engine, args.force).items():
+        for cell_id, decision in decide(contexts, engine, args.force, push).items():
             out.print(f"{decision:5}  {cell_id}")
         return 0
     state_dir = Path(".envkit") / the_plan.matrix.name
@@ -100,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         secrets=secrets,
         force=args.force or args.no_cache,
         no_cache=args.no_cache,
+        push=push,
     )
     report_path = args.report or state_dir / "build-report.json"
     try:
@@ -145,18 +176,21 @@ def _write_report(report: BuildReport, path: Path) -> None:
 def print_summary(report: BuildReport, report_path: Path) -> None:
     out = console()
     summary = Table(title=f"build of {report.matrix} in {report.duration_s:.1f}s", title_justify="left")
-    for column in ("cell", "status", "image id", "size", "time", "log"):
+    pushing = any(r.digest for r in report.results)
+    columns = ("cell", "status", "image id", "size", "time", "log") + (("digest",) if pushing else ())
+    for column in columns:
         summary.add_column(column, overflow="fold")
     for r in report.results:
         size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
-        summary.add_row(
+        row = [
             r.cell,
-            f"[{STYLES.get(r.status, '')}]{r.status}[/]",
+            f"[{STYLES.get(r.status, '')}]{r.label}[/]",
             (r.image_id or "-")[7:19],
             size,
             f"{r.duration_s:.1f}s",
             r.log or "-",
-        )
+        ]
+        summary.add_row(*row, *((r.digest or "-",) if pushing else ()))
     out.print(summary)
     for r in report.failed:
         out.print(f"[red]✗ {r.cell}[/]: {r.error}")

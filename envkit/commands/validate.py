@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine, parse_gpus
 from envkit.errors import UsageError
 from envkit.matrix import load_matrix
+from envkit.registry import get_registry
 from envkit.report import Report, dump_report
 from envkit.resolve import plan
 from envkit.ui import console
@@ -63,12 +65,36 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--out-dir", type=Path, metavar="DIR", help="one report per image (default .envkit/reports)"
     )
+    parser.add_argument(
+        "--registry",
+        metavar="R",
+        help="with --matrix: validate each cell by digest from registry R (host[:port][/prefix]), "
+        "the digest its cell tag names there (as `envkit build --push R` left it)",
+    )
+    add_registry_arguments(parser, ca_alias=True)
     parser.set_defaults(func=run)
+
+
+def registry_targets(matrix: Path, root: str, args: argparse.Namespace) -> list[str]:
+    """`host/repo@sha256:...` for every cell of `matrix` whose cell tag registry `root` holds; the tag
+    ref for a cell it lacks (its pull then fails, naming it)."""
+    the_plan = plan(load_matrix(matrix))
+    host, repository = repository_under(root, the_plan.matrix.image.repository, "--registry")
+    registry = get_registry(host, registry_settings(args))
+    refs = []
+    for cell in the_plan.cells:
+        found = registry.head_manifest(repository, cell.tag)
+        refs.append(f"{host}/{repository}@{found.digest}" if found else f"{host}/{repository}:{cell.tag}")
+    return refs
 
 
 def run(args: argparse.Namespace) -> int:
     targets = list(args.images)
-    if args.matrix:
+    if args.registry and not args.matrix:
+        raise UsageError("--registry goes with --matrix", hint="or name IMAGE as HOST/REPO@sha256:...")
+    if args.matrix and args.registry:
+        targets += registry_targets(args.matrix, args.registry, args)
+    elif args.matrix:
         targets += [cell.image for cell in plan(load_matrix(args.matrix)).cells]
     if args.local == bool(targets):
         raise UsageError(
