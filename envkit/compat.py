@@ -8,9 +8,10 @@ bad row is a ``KnowledgeBaseError`` naming the file, line and column.
 from __future__ import annotations
 
 import csv
+import datetime
 import functools
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "torch_variants.csv": ("torch", "variant", "cuda", "cudnn", "nccl", "arch_list", "source"),
     "cuda_drivers.csv": ("cuda", "driver_min", "source"),
     "cuda_minor_compat.csv": ("cuda_major", "driver_min", "source"),
-    "cuda_images.csv": ("cuda", "cudnn_tag", "ubuntu", "source"),
+    "cuda_images.csv": ("cuda", "cudnn_tag", "ubuntu", "eol", "source"),
     "os_python.csv": ("os", "python", "source"),
+    "os_bases.csv": ("os", "cpu_base", "source"),
+    "python_builds.csv": ("python", "full_version", "release", "source"),
+    "download_sources.csv": ("name", "url", "source"),
+    "defaults.csv": ("name", "value", "source"),
 }
+DEFAULT_NAMES = ("os_cpu", "os_cuda")
+DOWNLOAD_NAMES = ("python_build_standalone", "torch_index")
 
 CPU_VARIANT = "cpu"
 CUDNN_TAGS = ("cudnn", "cudnn8", "cudnn9")
@@ -35,6 +42,9 @@ _VERSION = re.compile(r"\d+(?:\.\d+)*")
 _ARCH = re.compile(r"\d+\.\d+(?:\+PTX)?")
 _CUDA_VARIANT = re.compile(r"cu(\d{2,3})")
 _OS_NAME = re.compile(r"(?:ubuntu|debian)\d+(?:\.\d+)?")
+_EOL = re.compile(r"(\d{4})-(\d{2})(?:-(\d{2}))?")
+_IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*")
+SECONDARY_MARK = "secondary"
 
 
 class KnowledgeBaseError(ConfigError):
@@ -92,6 +102,12 @@ class Variant:
         """The arch list as TORCH_CUDA_ARCH_LIST / the io.envkit.arch-list label writes it."""
         return ";".join(self.arch_list)
 
+    @property
+    def evidence(self) -> str:
+        """How the row is known: "wheel" (pins and arch list read from the wheel itself), "upstream"
+        (PyTorch's build files) or "secondary" (copies, reports, inference; see ``source``)."""
+        return evidence(self.source, wheel=self.cuda is None or "cuobjdump" in self.source)
+
 
 @dataclass(frozen=True, kw_only=True)
 class TorchRelease:
@@ -127,7 +143,17 @@ class CudaImageLine:
     cuda: str
     cudnn_tag: str
     ubuntu: tuple[str, ...]
+    eol: datetime.date | None
     source: str
+
+    @property
+    def evidence(self) -> str:
+        """"upstream" for a line read from the registry's tag list, "secondary" otherwise."""
+        return evidence(self.source, wheel=False)
+
+    def past_end_of_support(self, today: datetime.date) -> bool:
+        """True when NVIDIA states an end of support for this line and ``today`` is on or after it."""
+        return self.eol is not None and today >= self.eol
 
     @property
     def minor(self) -> str:
@@ -163,6 +189,37 @@ class OsPython:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OsBase:
+    """The image a CPU-only cell of a distribution starts from."""
+
+    os: str
+    cpu_base: str
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PythonBuild:
+    """A pinned python-build-standalone CPython for one Python minor."""
+
+    python: str
+    full_version: str
+    release: str
+    source: str
+
+    @property
+    def archive(self) -> str:
+        """The x86_64 install_only archive's file name in the release."""
+        return f"cpython-{self.full_version}+{self.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+
+
+def evidence(source: str, *, wheel: bool) -> str:
+    """Classify a row by its source: "secondary" when marked so, else "wheel" or "upstream"."""
+    if SECONDARY_MARK in source:
+        return "secondary"
+    return "wheel" if wheel and source.startswith("PyPI ") else "upstream"
+
+
+@dataclass(frozen=True, kw_only=True)
 class KnowledgeBase:
     """Every fact envkit knows about torch wheels, CUDA drivers, base images and distributions."""
 
@@ -171,6 +228,30 @@ class KnowledgeBase:
     minor_compat: tuple[MinorCompatFloor, ...]
     images: tuple[CudaImageLine, ...]
     os_pythons: tuple[OsPython, ...]
+    os_bases: tuple[OsBase, ...] = ()
+    python_builds: tuple[PythonBuild, ...] = ()
+    downloads: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, str], ...] = ()
+
+    def python_build(self, python: str) -> PythonBuild | None:
+        """The pinned standalone CPython of a Python minor ("3.12"), or None."""
+        return next((b for b in self.python_builds if b.python == python), None)
+
+    def download_root(self, name: str) -> str:
+        """An upstream download root by name (one of DOWNLOAD_NAMES)."""
+        return dict(self.downloads)[name]
+
+    def default_os(self, *, cuda: bool) -> str:
+        """The OS a cell gets when the matrix names none: one for CUDA cells, one for CPU-only cells."""
+        return dict(self.defaults)["os_cuda" if cuda else "os_cpu"]
+
+    def cpu_base(self, os_name: str) -> str | None:
+        """The base image of a CPU-only cell on ``os_name`` ("debian12" -> "debian:bookworm-slim")."""
+        return next((b.cpu_base for b in self.os_bases if b.os == os_name), None)
+
+    def compat_floors(self) -> dict[int, str]:
+        """Minor-version compatibility driver floors by CUDA major ({12: "525.60.13", ...})."""
+        return {int(m.cuda_major): m.driver_min for m in self.minor_compat}
 
     def torch(self, spec: str) -> TorchRelease | None:
         """The release a spec names: "2.6" -> newest 2.6.x, "2.6.0" exact, "2.6.0+cu124" -> 2.6.0."""
@@ -441,8 +522,22 @@ def _load_images(path: Path) -> tuple[CudaImageLine, ...]:
         ubuntu = tuple(row.text("ubuntu").split())
         if not ubuntu or not all(re.fullmatch(r"\d\d\.04", u) for u in ubuntu):
             raise row.fail("ubuntu", f"ubuntu {row.text('ubuntu')!r} is not a list like '22.04 24.04'")
-        lines.append(CudaImageLine(cuda=cuda, cudnn_tag=tag, ubuntu=ubuntu, source=row.text("source")))
+        lines.append(CudaImageLine(cuda=cuda, cudnn_tag=tag, ubuntu=ubuntu, eol=_eol(row),
+                                   source=row.text("source")))
     return tuple(sorted(lines, key=lambda i: version_key(i.cuda)))
+
+
+def _eol(row: _Row) -> datetime.date | None:
+    text = row.text("eol")
+    if not text:
+        return None
+    match = _EOL.fullmatch(text)
+    try:
+        if match is None:
+            raise ValueError(text)
+        return datetime.date(int(match[1]), int(match[2]), int(match[3] or 1))
+    except ValueError:
+        raise row.fail("eol", f"eol {text!r} is not a date like 2025-08 or 2025-08-31 (or empty)") from None
 
 
 def _load_os_python(path: Path) -> tuple[OsPython, ...]:
@@ -457,6 +552,58 @@ def _load_os_python(path: Path) -> tuple[OsPython, ...]:
             raise row.fail("python", f"{python!r} is not a Python minor like 3.12")
         entries.append(OsPython(os=row.text("os"), python=python, source=row.text("source")))
     return tuple(sorted(entries, key=lambda o: o.os))
+
+
+def _load_os_bases(path: Path, pythons: tuple[OsPython, ...]) -> tuple[OsBase, ...]:
+    rows = _read_rows(path)
+    _no_duplicates(rows, lambda r: r.text("os"), "os")
+    known = {o.os for o in pythons}
+    bases = []
+    for row in rows:
+        if row.text("os") not in known:
+            raise row.fail("os", f"os {row.text('os')!r} is not in os_python.csv")
+        if not _IMAGE_REF.fullmatch(row.text("cpu_base")):
+            raise row.fail("cpu_base", f"{row.text('cpu_base')!r} is not an image like debian:bookworm-slim")
+        bases.append(OsBase(os=row.text("os"), cpu_base=row.text("cpu_base"), source=row.text("source")))
+    return tuple(sorted(bases, key=lambda b: b.os))
+
+
+def _load_python_builds(path: Path) -> tuple[PythonBuild, ...]:
+    rows = _read_rows(path)
+    _no_duplicates(rows, lambda r: r.text("python"), "Python minor")
+    builds = []
+    for row in rows:
+        python, full = row.text("python"), row.version("full_version") or ""
+        if not re.fullmatch(r"3\.\d+", python) or not full.startswith(python + "."):
+            raise row.fail("full_version", f"{full!r} is not a release of Python {python!r}")
+        if not row.text("release").isdigit():
+            raise row.fail("release", f"release {row.text('release')!r} is not a date tag like 20241016")
+        builds.append(PythonBuild(python=python, full_version=full, release=row.text("release"),
+                                  source=row.text("source")))
+    return tuple(sorted(builds, key=lambda b: version_key(b.python)))
+
+
+def _load_named(path: Path, key: str, value: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    rows = _read_rows(path)
+    _no_duplicates(rows, lambda r: r.text(key), key)
+    found = {row.text(key): row for row in rows}
+    for name, row in found.items():
+        if name not in names:
+            raise row.fail(key, f"unknown {key} {name!r}; expected one of {', '.join(names)}")
+        if not row.text(value):
+            raise row.fail(value, f"{name} needs a {value}")
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise KnowledgeBaseError(f"missing rows: {', '.join(missing)}", where=Where(str(path)))
+    return tuple((name, found[name].text(value)) for name in names)
+
+
+def _check_defaults(kb: KnowledgeBase, path: Path) -> None:
+    for cuda in (False, True):
+        os_name = kb.default_os(cuda=cuda)
+        if kb.os_python(os_name) is None:
+            raise KnowledgeBaseError(f"default OS {os_name!r} is not in os_python.csv",
+                                     where=Where(str(path)))
 
 
 def _check_cuda_coverage(
@@ -482,9 +629,14 @@ def _load(data_dir: Path) -> KnowledgeBase:
         driver_floors=_load_drivers(data_dir / "cuda_drivers.csv"),
         minor_compat=_load_minor_compat(data_dir / "cuda_minor_compat.csv"),
         images=_load_images(data_dir / "cuda_images.csv"),
-        os_pythons=_load_os_python(data_dir / "os_python.csv"),
+        os_pythons=(pythons := _load_os_python(data_dir / "os_python.csv")),
+        os_bases=_load_os_bases(data_dir / "os_bases.csv", pythons),
+        python_builds=_load_python_builds(data_dir / "python_builds.csv"),
+        downloads=_load_named(data_dir / "download_sources.csv", "name", "url", DOWNLOAD_NAMES),
+        defaults=_load_named(data_dir / "defaults.csv", "name", "value", DEFAULT_NAMES),
     )
     _check_cuda_coverage(variants, kb)
+    _check_defaults(kb, data_dir / "defaults.csv")
     return kb
 
 
@@ -501,9 +653,3 @@ def load_kb(data_dir: Path | None = None) -> KnowledgeBase:
     if data_dir is None:
         return _load_default()
     return _load(Path(data_dir))
-
-
-def iter_variants(kb: KnowledgeBase) -> Iterator[Variant]:
-    """Every variant of every release, oldest release first."""
-    for release in kb.releases:
-        yield from release.variants

@@ -23,10 +23,10 @@ from typing import Any
 
 import jinja2
 
+from envkit import compat, safety
 from envkit import labels as L
-from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
-from envkit.resolve import Cell, Plan, download_sources, python_builds
+from envkit.resolve import Cell, Plan
 
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
@@ -222,16 +222,15 @@ def _template_variables(
     cell: Cell, matrix_name: str, options: RenderOptions, files: Mapping[str, Path]
 ) -> dict[str, Any]:
     wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
-    build = python_builds().get(cell.python)
-    archive = None
-    if cell.python_source == "standalone" and build is not None:
-        archive = f"cpython-{build.full_version}+{build.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    kb = compat.load_kb()
+    build = kb.python_build(cell.python)
+    archive = build.archive if cell.python_source == "standalone" and build is not None else None
     return {
         "cell": cell,
         "matrix_name": matrix_name,
         "python_tuple": ", ".join(cell.python.split(".")),
         "python_build": build,
-        "python_url": f"{download_sources()['python_build_standalone']}/{build.release}" if build else "",
+        "python_url": f"{kb.download_root('python_build_standalone')}/{build.release}" if build else "",
         "python_archive": archive,
         "wheelhouse_files": wheelhouse_files,
         "ca_bundle": CA_BUNDLE_NAME in files or (options.ca_bundle is not None and options.buildkit),

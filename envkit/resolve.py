@@ -6,11 +6,8 @@ user can see why a combination was refused without reading envkit's data files.
 
 from __future__ import annotations
 
-import csv
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from importlib import resources
 
 from envkit import compat, safety
 from envkit.compat import KnowledgeBase, TorchRelease, Variant
@@ -18,20 +15,10 @@ from envkit.errors import ConfigError, Where
 from envkit.matrix import CellRequest, Matrix, expand
 
 TWO_CUDNN_ISSUE = "pytorch/pytorch#119989"
-CPU_BASES = {"debian": "debian:{codename}-slim", "ubuntu": "ubuntu:{version}"}
-DEBIAN_CODENAMES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
 
 
 class Drop(Exception):
     """Raised while resolving a request that the knowledge base proves impossible."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class PythonBuild:
-    python: str
-    full_version: str
-    release: str
-    source: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +121,7 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
     release, suffix = _release(values, kb)
     variant = _variant(release, values, suffix)
     flavor = _flavor(values, variant)
-    os_name = values.get("os") or ("debian12" if variant.cuda is None else "ubuntu22.04")
+    os_name = values.get("os") or kb.default_os(cuda=variant.cuda is not None)
     python = _python(release, values, os_name, kb)
     python_source, python_full = _python_source(request.settings.python_source, python, os_name, kb)
     cudnn = _cudnn(values.get("cudnn"), release, variant, request.where)
@@ -166,9 +153,9 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
         python_source=python_source,
         os=os_name,
         flavor=flavor,
-        base=_base(request.settings.base, variant, image_line, os_name, python, flavor, request.where),
+        base=_base(request.settings.base, variant, image_line, os_name, python, flavor, request.where, kb),
         torch_source=request.settings.torch_source,
-        torch_index=_torch_index(matrix, request.settings.torch_source, variant),
+        torch_index=_torch_index(matrix, request.settings.torch_source, variant, kb),
         driver_floor=kb.driver_floor(variant.cuda) if variant.cuda else None,
         compat_floor=kb.compat_floor(variant.cuda) if variant.cuda else None,
         arch_list=variant.arch_list,
@@ -247,9 +234,10 @@ def _python_source(requested: str, python: str, os_name: str, kb: KnowledgeBase)
     if requested == "distro":
         shipped = f"ships Python {distro_python}" if distro_python else "is not a known OS"
         raise Drop(f"{os_name} {shipped}, not {python}; use python_source: standalone for a pinned Python")
-    build = python_builds().get(python)
+    build = kb.python_build(python)
     if build is None:
-        raise Drop(f"no pinned standalone Python build for {python} (known: {', '.join(python_builds())})")
+        known = ", ".join(b.python for b in kb.python_builds)
+        raise Drop(f"no pinned standalone Python build for {python} (known: {known})")
     return "standalone", build.full_version
 
 
@@ -295,10 +283,10 @@ def _torch_source_fits(source: str, release: TorchRelease, variant: Variant) -> 
         )
 
 
-def _torch_index(matrix: Matrix, source: str, variant: Variant) -> str | None:
+def _torch_index(matrix: Matrix, source: str, variant: Variant, kb: KnowledgeBase) -> str | None:
     if source != "index":
         return None
-    root = matrix.torch_index or download_sources()["torch_index"]
+    root = matrix.torch_index or kb.download_root("torch_index")
     return f"{root}/{variant.name}"
 
 
@@ -310,6 +298,7 @@ def _base(
     python: str,
     flavor: str,
     where: Where,
+    kb: KnowledgeBase,
 ) -> str:
     fields = {
         "cuda_full": cuda_full or "",
@@ -326,17 +315,11 @@ def _base(
         # `devel` (nvcc for extensions) without a system cuDNN avoids two cuDNNs in one process.
         kind = "devel" if flavor == "devel" else "base"
         return f"nvidia/cuda:{cuda_full}-{kind}-{os_name.replace('ubuntu', 'ubuntu')}"
-    family, _, version = _split_os(os_name)
-    if family == "debian":
-        return CPU_BASES["debian"].format(codename=DEBIAN_CODENAMES.get(version, version))
-    return CPU_BASES["ubuntu"].format(version=version)
-
-
-def _split_os(os_name: str) -> tuple[str, str, str]:
-    for family in ("ubuntu", "debian"):
-        if os_name.startswith(family):
-            return family, "", os_name.removeprefix(family)
-    raise Drop(f"unknown OS {os_name}; use ubuntuXX.YY or debianN")
+    base = kb.cpu_base(os_name)
+    if base is None:
+        known = ", ".join(b.os for b in kb.os_bases)
+        raise Drop(f"no CPU base image is known for OS {os_name} (known: {known}); set `base`")
+    return base
 
 
 def _check_unique_tags(cells: tuple[Cell, ...]) -> None:
@@ -349,25 +332,3 @@ def _check_unique_tags(cells: tuple[Cell, ...]) -> None:
                 hint="make `image.tag` include the fields that differ, e.g. {flavor}",
             )
         seen[cell.tag] = cell
-
-
-@functools.cache
-def python_builds() -> dict[str, PythonBuild]:
-    """Pinned standalone Python builds by minor version (envkit/data/python_builds.csv)."""
-    rows = _read_csv("python_builds.csv", ("python", "full_version", "release", "source"))
-    return {row["python"]: PythonBuild(**row) for row in rows}
-
-
-@functools.cache
-def download_sources() -> dict[str, str]:
-    """Upstream download roots by name (envkit/data/download_sources.csv)."""
-    return {row["name"]: row["url"] for row in _read_csv("download_sources.csv", ("name", "url", "source"))}
-
-
-def _read_csv(name: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    text = resources.files("envkit.data").joinpath(name).read_text(encoding="utf-8")
-    rows = list(csv.DictReader(text.splitlines()))
-    for number, row in enumerate(rows, start=2):
-        if tuple(row) != columns or not all(row.values()):
-            raise ConfigError(f"envkit/data/{name}:{number}: expected non-empty columns {', '.join(columns)}")
-    return rows
