@@ -138,7 +138,7 @@ def decide(
         if not force and push is not None and _in_registry(push, context) is not None:
             decisions[context.cell.id] = "skip (registry)"
             continue
-        fresh = up_to_date(context, engine.image(context.cell.image), engine.image(context.cell.base))
+        fresh = up_to_date(context, engine.image(context.cell.image), engine.image(context.from_ref))
         decisions[context.cell.id] = "skip" if fresh and not force else "build"
     return decisions
 
@@ -267,7 +267,7 @@ def _build_one(
         return _result(context, "skipped", skipped_by="registry", digest=held, pushed=pushed,
                        duration_s=time.monotonic() - clock)
     existing = engine.image(cell.image)
-    base = engine.image(cell.base)
+    base = engine.image(context.from_ref)
     if not settings.force and existing is not None and up_to_date(context, existing, base):
         engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
         outcome = _push(push, context, engine, existing.id) if push is not None else {}

@@ -123,7 +123,8 @@ class CellLock:
 
     def requirements_text(self) -> str:
         """The locked packages as a requirements file for `pip install --require-hashes --no-deps`."""
-        head = f"# envkit lock of cell {self.cell}, resolved {self.resolved_at} by {self.resolution.tool}\n"
+        # Only what pip reads and the cell id: re-locking to the same packages must not change the hash.
+        head = f"# envkit lock of cell {self.cell}: install with --require-hashes --no-deps\n"
         return head + "".join(package.requirement() for package in self.packages)
 
     def package(self, name: str) -> LockedPackage | None:
@@ -564,7 +565,7 @@ def parse_pylock(text: str, cell: Cell) -> tuple[LockedPackage, ...]:
             )
         packages.append(
             LockedPackage(
-                name=str(entry["name"]).lower().replace("_", "-"),
+                name=re.sub(r"[-_.]+", "-", str(entry["name"])).lower(),
                 version=str(entry["version"]),
                 files=tuple(sorted(files, key=lambda f: f.file)),
             )
@@ -765,3 +766,41 @@ def utc_now() -> str:
 
 def _short(digest: str) -> str:
     return digest[:19]
+
+
+def entries_for(cells: Sequence[Cell], matrix_file: Path | str) -> dict[str, CellLock]:
+    """The lock entry of every cell, for `--locked`; a ConfigError naming the cell when one is missing
+    or was made for other matrix values (never a silent fallback to floating versions)."""
+    path = lock_path(matrix_file)
+    if not path.is_file():
+        raise ConfigError(
+            f"--locked: no lock file {path} for {cells[0].id if cells else 'the matrix'}",
+            where=cells[0].where if cells else None,
+            hint=f"create it with `envkit lock {matrix_file}` and commit it",
+        )
+    lock = read_lock(path)
+    for cell in cells:
+        problem = mismatch(cell, lock)
+        if problem is not None:
+            raise ConfigError(
+                f"--locked: cell {cell.id}: {problem}",
+                where=cell.where,
+                hint=f"refresh the lock with `envkit lock --update --only {cell.id} {matrix_file}`",
+            )
+    return {cell.id: lock.cells[cell.id] for cell in cells}
+
+
+def check_local_bases(entries: Mapping[str, CellLock], current: Callable[[str], str | None]) -> None:
+    """Refuse a locked local base whose image id is not the locked one (`current` gives the id now)."""
+    for cell_id, entry in sorted(entries.items()):
+        if entry.base.kind != "local":
+            continue
+        now = current(entry.base.ref)
+        if now != entry.base.digest:
+            seen = "is not on the engine" if now is None else f"is now image {now[:19]}"
+            raise ConfigError(
+                f"--locked: cell {cell_id}: base {entry.base.ref} {seen}; "
+                f"the lock pins {entry.base.digest[:19]}",
+                where=entry.where,
+                hint="restore that base image, or accept the new one with `envkit lock --update`",
+            )

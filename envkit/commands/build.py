@@ -11,6 +11,7 @@ from rich.table import Table
 
 from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, decide
 from envkit.commands._common import (
+    add_locked_argument,
     add_matrix_argument,
     add_only_argument,
     add_render_arguments,
@@ -18,10 +19,12 @@ from envkit.commands._common import (
     parse_secrets,
     render_options,
     render_selected,
+    selected_cells,
 )
 from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine
 from envkit.errors import UsageError
+from envkit.lock import check_local_bases, entries_for
 from envkit.registry import get_registry
 from envkit.render import CA_SECRET_ID
 from envkit.resolve import Plan
@@ -48,6 +51,7 @@ def register(sub: Any) -> None:
     add_matrix_argument(parser)
     add_only_argument(parser)
     add_render_arguments(parser)
+    add_locked_argument(parser)
     parser.add_argument(
         "-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default 2)"
     )
@@ -110,10 +114,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs must be at least 1")
     the_plan = load_plan(args)
     options = render_options(args)
-    contexts = render_selected(the_plan, options, args.only)
+    locks = entries_for(selected_cells(the_plan, args.only), args.matrix) if args.locked else None
+    contexts = render_selected(the_plan, options, args.only, locks)
     backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
     engine = get_engine(backend)
     engine.info()
+    if locks is not None:
+        check_local_bases(locks, lambda ref: getattr(engine.image(ref), "id", None))
     push = push_target(args, the_plan)
     out = console()
     if args.dry_run:
