@@ -471,3 +471,20 @@ def test_build_locked_refuses_a_bad_digest_with_file_line(tmp_path: Path, capsys
     assert main(["build", str(matrix), "--locked", "--wheelhouse", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:" in err and f"cells.{CPU_CELL.id}.base.digest" in err and "is not a digest" in err
+
+
+@pytest.mark.network
+@pytest.mark.skipif(os.environ.get("ENVKIT_NETWORK_TESTS") != "1", reason="set ENVKIT_NETWORK_TESTS=1")
+@pytest.mark.parametrize("source", ["pypi", "index"])
+def test_resolving_online_from_the_index(source: str) -> None:
+    """The online paths: PyPI's torch (the release's default variant) and the torch index's CPU build."""
+    bundle = os.environ.get("PIP_CERT")
+    resolver = L.UvResolver(L.ResolverSettings(ca_bundle=Path(bundle) if bundle else None))
+    release = load_kb().releases[-1]
+    index = f"{load_kb().download_root('torch_index')}/cpu" if source == "index" else None
+    variant = release.default_variant if source == "pypi" else "cpu"
+    cell = replace(CPU_CELL, torch=release.version, variant=variant, torch_source=source, torch_index=index)
+    resolution, packages = resolver(cell)
+    assert resolution.sources[-1] == "default-index"
+    torch = next(p for p in packages if p.name == "torch")
+    assert torch.version.split("+")[0] == release.version and torch.files
