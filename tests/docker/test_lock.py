@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS
-from support import canary_ca_bundle, run_in_image, wheelhouse_or_skip
+from support import ROOT, canary_ca_bundle, run_in_image, wheelhouse_or_skip
 
 from envkit import lock as L
 from envkit.cli import main
@@ -68,7 +67,7 @@ class Setup:
 
 def lock_wheelhouse() -> Path:
     source = wheelhouse_or_skip()
-    done = subprocess.run([str(SCRIPTS / "make-lock-wheelhouse.sh"), str(source)], capture_output=True,
+    done = subprocess.run([str(ROOT / "scripts" / "make-lock-wheelhouse.sh"), str(source)], capture_output=True,
                           text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1])
