@@ -12,6 +12,7 @@ locally), pushed under its content tag, and only then its cell tag is pointed at
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,9 @@ STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
 HASH_LABEL = L.CONTENT_HASH
 BASE_ID_LABEL = L.BASE_ID
+# pip's words when a file does not match --require-hashes, and how it names each such requirement.
+_PIP_HASH_MISMATCH = "THESE PACKAGES DO NOT MATCH THE HASHES"
+_PIP_REQUIREMENT = re.compile(r"\s+(\S+==\S+) from ")
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -289,7 +293,7 @@ def _build_one(
             "failed",
             duration_s=time.monotonic() - clock,
             log=str(log_path),
-            error=failure.message.splitlines()[0],
+            error=hash_mismatch(log_path) or failure.message.splitlines()[0],
             log_tail=_tail(log_path),
         )
     return _result(
@@ -412,6 +416,25 @@ def _verify_and_tag(context: BuildContext, engine: Engine, image_id: str) -> Any
     engine.tag(image_id, hash_tag)
     engine.tag(image_id, cell_tag)  # the cell tag moves last: it is the commit point
     return image
+
+
+def hash_mismatch(log: Path) -> str | None:
+    """When pip refused files against a lock's hashes (a locked build), the packages it named."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if _PIP_HASH_MISMATCH not in text:
+        return None
+    packages = []
+    for line in text.split(_PIP_HASH_MISMATCH, 1)[1].splitlines()[1:]:
+        if line.strip() and not line.startswith((" ", "\t")):
+            break
+        found = _PIP_REQUIREMENT.match(line)
+        if found:
+            packages.append(found.group(1))
+    named = ", ".join(packages) or "a package"
+    return f"pip refused {named}: the file does not match the lock's hashes (tampered, or the lock is stale)"
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str | None:

@@ -488,3 +488,33 @@ def test_resolving_online_from_the_index(source: str) -> None:
     assert resolution.sources[-1] == "default-index"
     torch = next(p for p in packages if p.name == "torch")
     assert torch.version.split("+")[0] == release.version and torch.files
+
+
+PIP_MISMATCH = """\
+Processing /tmp/envkit/wheelhouse/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated the package versions, please update the hashes. Otherwise, examine the package contents carefully; someone may have tampered with them.
+    filelock==4.3.1 from file:///tmp/envkit/wheelhouse/filelock-4.3.1-py3-none-any.whl (from -r /tmp/envkit/requirements.lock (line 2)):
+        Expected sha256 0000000000000000000000000000000000000000000000000000000000000000
+             Got        79e43df8e9fe509cd83a3899a7c186c8077cbbe4d200a1ed3705c2f3bb6bc487
+
+The command '/bin/bash -o pipefail -c python3 -m venv /opt/venv' returned a non-zero code: 1
+"""
+
+
+def test_a_hash_mismatch_fails_the_build_naming_the_package(tmp_path: Path) -> None:
+    from envkit.build import BuildSettings, build_contexts
+    from envkit.engine import BuildFailed
+
+    class PipRefuses(FakeEngine):
+        def build(self, req, on_line):  # type: ignore[no-untyped-def]
+            for line in PIP_MISMATCH.splitlines():
+                on_line(line)
+            raise BuildFailed("The command returned a non-zero code: 1")
+
+    engine = PipRefuses()
+    context = render_cell(CPU_CELL, "m", {}, RenderOptions(), locked=entry())
+    report = build_contexts("m.yaml", [context], engine, BuildSettings(jobs=1, log_dir=tmp_path))
+    result = report.results[0]
+    assert result.status == "failed"
+    assert result.error is not None and "pip refused filelock==4.3.1" in result.error
+    assert not engine.refs, "a failed build tags nothing"
