@@ -39,6 +39,8 @@ from envkit.yamlsrc import SourceDoc, load_file
 LOCK_VERSION = 1
 LOCK_SUFFIX = ".lock.yaml"
 TARGET_PLATFORM = "x86_64-manylinux_2_28"
+# A CUDA cell's entry is about 8 KB (torch pulls ~25 wheels); this allows a few hundred cells.
+MAX_LOCK_BYTES = 4 * 1024**2
 BASE_KINDS = ("local", "registry")
 REQUIREMENTS_NAME = "requirements.lock"
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -231,7 +233,7 @@ def _cell_record(entry: CellLock) -> dict[str, Any]:
 
 def read_lock(path: Path | str) -> Lock:
     """Read and check a lock file; any bad shape or value is a ConfigError naming file:line: key."""
-    return parse_lock(load_file(path))
+    return parse_lock(load_file(path, MAX_LOCK_BYTES))
 
 
 def parse_lock(doc: SourceDoc) -> Lock:

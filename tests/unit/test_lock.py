@@ -518,3 +518,11 @@ def test_a_hash_mismatch_fails_the_build_naming_the_package(tmp_path: Path) -> N
     assert result.status == "failed"
     assert result.error is not None and "pip refused filelock==4.3.1" in result.error
     assert not engine.refs, "a failed build tags nothing"
+
+
+def test_a_lock_larger_than_a_matrix_may_be_is_read(tmp_path: Path) -> None:
+    packages = [package(f"nvidia-lib-{i:02d}", "12.8.1") for i in range(25)]
+    entries = [replace(entry(packages=packages), cell=f"cell-{i:02d}") for i in range(50)]
+    path = write(tmp_path, *entries)
+    assert path.stat().st_size > 256 * 1024  # the matrix loader's limit
+    assert len(L.read_lock(path).cells) == 50
