@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     checkers = L.Checkers(
         resolve_base=base_lookup,
         resolve_packages=resolver,
-        newest_torch=_newest_torch(resolver, args.offline),
+        newest_torch=_newest_torch(resolver),
         cuda_end_of_support=_end_of_support(),
     )
     drifts, fresh = _check(the_plan, cells, lock, checkers, whole=not args.only)
@@ -146,13 +146,12 @@ def _base_lookup(cells: Sequence[Cell], ca_bundle: Path | None) -> L.BaseLookup:
     return L.BaseLookup(engine, lambda host: get_registry(host, settings))
 
 
-def _newest_torch(resolver: L.UvResolver, offline: bool) -> Callable[[Cell], str | None]:
+def _newest_torch(resolver: L.UvResolver) -> Callable[[Cell], str | None]:
+    """The newest torch of the cell's minor: in the knowledge base, or in the cell's sources now."""
     kb = compat.load_kb()
 
     def newest(cell: Cell) -> str | None:
-        found = [L.newest_torch_known(kb, cell)]
-        if not offline or cell.torch_source == "wheelhouse":
-            found.append(resolver.newest_torch(cell))
+        found = (L.newest_torch_known(kb, cell), resolver.newest_torch(cell))
         return max((v for v in found if v), key=compat.version_key, default=None)
 
     return newest
