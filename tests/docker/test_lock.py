@@ -6,6 +6,7 @@ Resolution is offline against a wheelhouse holding torch and its dependencies
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import uuid
@@ -18,7 +19,7 @@ from support import ROOT, canary_ca_bundle, run_in_image, wheelhouse_or_skip
 
 from envkit import lock as L
 from envkit.cli import main
-from envkit.engine import BuildRequest
+from envkit.engine import BuildRequest, EngineError
 from envkit.engine.docker_sdk import DockerSdkEngine
 
 CPU = "2.13.0-cpu-py3.11-debian12-cpu"
@@ -59,6 +60,7 @@ class Setup:
     lock_flags: list[str]
     build_flags: list[str]
     images: list[str] = field(default_factory=list)  # removed newest first (children before parents)
+    bases: list[str] = field(default_factory=list)  # base images this test made (parents of build cache)
 
     def keep(self, image_id: str) -> None:
         if image_id not in self.images:
@@ -99,7 +101,12 @@ def setup(engine: DockerSdkEngine, base_image: str, registry: str, tmp_path: Pat
     for image_id in reversed(state.images):
         engine.remove_image(image_id, force=True)
     for ref in bases.values():
-        engine.remove_image(ref, force=True)
+        engine.remove_image(ref)  # the tag only: the image is the shared local base
+    for image_id in state.bases:
+        # The classic builder keeps intermediate images of the cells' stages as its cache; those are
+        # children of this base, which then cannot be removed (it carries no envkit label).
+        with contextlib.suppress(EngineError):
+            engine.remove_image(image_id, force=True)
 
 
 def build(setup: Setup, tmp_path: Path, *extra: str) -> dict[str, dict[str, object]]:
@@ -130,7 +137,7 @@ def test_a_moved_base_tag_is_drift_and_only_its_cell_rebuilds(
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {base_image}\nLABEL io.envkit.test-moved=\"{setup.repository}\"\n")
     moved = engine.build(BuildRequest(context_dir=context), lambda line: None)
-    setup.keep(moved)
+    setup.bases.append(moved)
     cpu_base = first.cells[CPU].base.ref
     engine.tag(moved, cpu_base)
     engine.push(cpu_base)
