@@ -102,6 +102,9 @@ def setup(engine: DockerSdkEngine, base_image: str, registry: str, tmp_path: Pat
         engine.remove_image(image_id, force=True)
     for ref in bases.values():
         engine.remove_image(ref)  # the tag only: the image is the shared local base
+    for ref in engine.image(base_id).digests:  # type: ignore[union-attr]
+        if f"/envkit-test/{name}-" in ref:  # what the push and the digest-pinned FROM left on it
+            engine.remove_image(ref)
     for image_id in state.bases:
         # The classic builder keeps intermediate images of the cells' stages as its cache; those are
         # children of this base, which then cannot be removed (it carries no envkit label).
