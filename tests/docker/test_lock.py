@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support import ROOT, canary_ca_bundle, run_in_image, wheelhouse_or_skip
 
+from envkit import labels
 from envkit import lock as L
 from envkit.cli import main
 from envkit.engine import BuildRequest, EngineError
@@ -96,7 +97,7 @@ def setup(engine: DockerSdkEngine, base_image: str, registry: str, tmp_path: Pat
         build_flags=["--wheelhouse", str(wheels), "--ca-bundle", str(bundle), "--log-dir", str(tmp_path / "logs")],
     )
     yield state
-    for image in engine.images(f"io.envkit.matrix={name}"):
+    for image in engine.images(f"{labels.MATRIX}={name}"):
         state.keep(image.id)
     for image_id in reversed(state.images):
         engine.remove_image(image_id, force=True)
