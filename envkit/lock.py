@@ -397,7 +397,7 @@ BaseResolver = Callable[[str], BaseDigest]
 """Resolves a base image reference to its digest now (registry manifest HEAD, or the engine's image id)."""
 
 PackageResolver = Callable[[Cell], tuple[Resolution, tuple[LockedPackage, ...]]]
-"""Resolves a cell's Python packages for its target (see envkit.lockresolve)."""
+"""Resolves a cell's Python packages for its target (`UvResolver` below)."""
 
 
 def lock_cell(
