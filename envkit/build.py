@@ -21,8 +21,8 @@ from envkit import __version__
 from envkit import labels as L
 from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
 from envkit.errors import EngineUnavailable, EnvkitError
-from envkit.gc import scratch_dir
 from envkit.render import BuildContext
+from envkit.scratch import cell_lock_path, exclusive, record_build, scratch_dir
 
 BUILD_SCHEMA = "envkit.build/1"
 STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
@@ -95,6 +95,8 @@ class BuildSettings:
     secrets: Mapping[str, Path] = field(default_factory=dict)
     force: bool = False
     no_cache: bool = False
+    # The .envkit folder whose build record lists every image built (gc removes only those); None: no record.
+    state_root: Path | None = None
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -225,6 +227,25 @@ def _build_one(
     cancel: threading.Event,
     progress: Progress,
 ) -> CellResult:
+    """One cell, holding its lock: two builds of the same cell (two `--force` runs) take turns, so
+    neither tags over the other mid-build nor writes into the other's log."""
+
+    def waiting() -> None:
+        if cancel.is_set():
+            raise Cancelled("interrupted while another build of this cell was running")
+        progress(context.cell.id, "queued", "waiting for another build of this cell")
+
+    with exclusive(cell_lock_path(settings.log_dir, context.cell.id), on_wait=waiting):
+        return _build_locked(context, engine, settings, cancel, progress)
+
+
+def _build_locked(
+    context: BuildContext,
+    engine: Engine,
+    settings: BuildSettings,
+    cancel: threading.Event,
+    progress: Progress,
+) -> CellResult:
     cell = context.cell
     log_path = settings.log_dir / f"{cell.id}.log"
     clock = time.monotonic()
@@ -242,6 +263,8 @@ def _build_one(
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
             image_id = _run_build(context, engine, settings, scratch, log, cancel, progress, base_label)
+        if settings.state_root is not None:
+            record_build(image_id, cell.id, settings.state_root)
         if cancel.is_set():
             discard_untagged(engine, image_id)
             raise Cancelled("interrupted; the finished image was removed untagged")

@@ -9,6 +9,7 @@ from typing import Any
 from rich.live import Live
 from rich.table import Table
 
+from envkit import scratch
 from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, decide
 from envkit.commands._common import (
     add_matrix_argument,
@@ -90,18 +91,18 @@ def run(args: argparse.Namespace) -> int:
         for cell_id, decision in decide(contexts, engine, args.force).items():
             out.print(f"{decision:5}  {cell_id}")
         return 0
-    state_dir = Path(".envkit") / the_plan.matrix.name
     secrets = parse_secrets(args.secret)
     if options.buildkit and options.ca_bundle is not None:
         secrets[CA_SECRET_ID] = options.ca_bundle
     settings = BuildSettings(
         jobs=args.jobs,
-        log_dir=args.log_dir or state_dir / "logs",
+        log_dir=args.log_dir or scratch.build_logs_dir(the_plan.matrix.name),
         secrets=secrets,
         force=args.force or args.no_cache,
         no_cache=args.no_cache,
+        state_root=scratch.STATE_ROOT,
     )
-    report_path = args.report or state_dir / "build-report.json"
+    report_path = args.report or scratch.build_report_path(the_plan.matrix.name)
     try:
         report = _build_with_progress(the_plan.matrix.file, contexts, engine, settings)
     except BuildInterrupted as interrupted:

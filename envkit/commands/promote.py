@@ -14,6 +14,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from envkit import scratch
 from envkit.commands._common import add_matrix_argument, load_plan
 from envkit.engine import get_engine
 from envkit.policy import load_policy
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_push_order(chosen)
         return 0
-    record = args.record or Path(".envkit") / the_plan.matrix.name / "promotion.json"
+    record = args.record or scratch.promotion_record_path(the_plan.matrix.name)
     context = Context(registry=registry, matrix=the_plan.matrix.file, policy=policy.source)
     try:
         promotion = publish(chosen, engine, context, on_step=lambda line: out.print(Text(line)))

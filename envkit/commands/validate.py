@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from envkit import scratch
 from envkit.engine import get_engine, parse_gpus
 from envkit.errors import UsageError
 from envkit.matrix import load_matrix
@@ -130,6 +131,6 @@ def parse_size(text: str, flag: str) -> int:
 
 
 def _default_out(args: argparse.Namespace, ref: str) -> Path:
-    folder = args.out_dir or Path(".envkit") / "reports"
+    folder = args.out_dir or scratch.reports_dir()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", ref).strip("._") or "report"
     return folder / f"{name}.json"

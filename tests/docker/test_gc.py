@@ -20,7 +20,8 @@ from support import DemoImages
 from envkit.cli import main
 from envkit.engine import BuildRequest
 from envkit.engine.docker_sdk import DockerSdkEngine
-from envkit.gc import MIN_AGE_S, scratch_dir
+from envkit.gc import MIN_AGE_S
+from envkit.scratch import scratch_dir
 from envkit.validate import RunSettings, probe_container_spec
 
 LONG_AGO = "2020-01-01T00:00:00Z"

@@ -1,0 +1,281 @@
+"""The validation runner against a fake engine: hostile results become that image's ERROR, never the
+whole run's; the host block is the runner's; the probe starts without a shell, entrypoint overridden."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import FakeContainer, FakeEngine, ScriptedRun
+
+from envkit import validate
+from envkit.cli import main
+from envkit.engine import ContainerSpec, EngineError
+from envkit.report import Report, load_report
+from envkit.validate import (
+    DISCOVERY_DONE,
+    DISCOVERY_FAILED_EXIT,
+    DISCOVERY_STARTED,
+    LAUNCH_PYTHONS,
+    MAX_RESULT_BYTES,
+    RunSettings,
+    failed,
+    validate_image,
+)
+
+IMAGE = "acme/x:1"
+STARTED = f"{DISCOVERY_STARTED}\n{DISCOVERY_DONE}, running the probe with /usr/bin/python3\n"
+
+
+def check(check_id: str, status: str = "PASS", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": check_id,
+        "status": status,
+        "summary": f"{check_id} ok",
+        "metrics": {},
+        "duration_s": 0.0,
+        "hint": None,
+        "device": None,
+        "details": {},
+    } | extra
+
+
+def result(*checks: dict[str, Any], **top: Any) -> bytes:
+    return json.dumps({"checks": list(checks), **top}).encode()
+
+
+def writes(data: bytes, logs: str = STARTED, **run: Any) -> ScriptedRun:
+    """A run whose probe writes `data` as its result, where the runner told it to."""
+
+    def write(container: FakeContainer) -> None:
+        container.files[f"{container.spec.working_dir}/out/result.json"] = data
+
+    return ScriptedRun(on_wait=write, logs=logs, **run)
+
+
+def run_with(run: ScriptedRun, settings: RunSettings | None = None) -> Report:
+    engine = FakeEngine()
+    engine.add_image(IMAGE, labels={"io.envkit.torch": "2.13.0"})
+    engine.script_run(IMAGE, run)
+    return validate_image(engine, IMAGE, settings or RunSettings())
+
+
+def by_id(report: Report) -> dict[str, Any]:
+    return {c.id: c for c in report.checks}
+
+
+# --- a lying image cannot pass -------------------------------------------------------------------------
+
+
+def test_an_honest_result_passes_and_says_the_entrypoint_was_overridden() -> None:
+    report = run_with(writes(result(check("env.python"), check("gpu.visibility", "SKIP"))))
+    checks = by_id(report)
+    assert {k: c.status for k, c in checks.items()} == {
+        "env.python": "PASS",
+        "gpu.visibility": "SKIP",
+        "runner.container": "PASS",
+    }
+    assert "ENTRYPOINT and CMD did not run" in checks["runner.container"].details["entrypoint"]
+    assert not failed(report)
+
+
+def test_gpu_results_from_a_container_given_no_gpu_are_refused() -> None:
+    lie = result(check("gpu.visibility"), check("gpu.kernels", device=0), check("oom.gpu", "WARN"))
+    report = run_with(writes(lie))
+    checks = by_id(report)
+    assert "gpu.visibility" not in checks and "gpu.kernels" not in checks and "oom.gpu" not in checks
+    assert checks["runner.result"].status == "ERROR" and "given no GPU" in checks["runner.result"].summary
+    assert len(checks["runner.result"].details["refused"]) == 3
+    assert failed(report)
+
+
+def test_the_host_block_is_the_runners_never_the_containers() -> None:
+    claimed = {
+        "hostname": "gpu-host",
+        "platform": "Linux",
+        "python": "3.12",
+        "driver": "999.1",
+        "cuda_driver": "13.9",
+        "gpus": [{"index": 0, "name": "NVIDIA H200"}],
+    }
+    report = run_with(writes(result(check("env.python"), host=claimed)))
+    assert report.host.hostname == socket.gethostname()
+    assert report.host.gpus == () and report.host.driver != "999.1"
+
+
+def test_runner_records_cannot_come_from_the_image() -> None:
+    forged = check("runner.container", details={"exit_code": 0})
+    report = run_with(writes(result(check("env.python"), forged), exit_code=3))
+    checks = [c for c in report.checks if c.id == "runner.container"]
+    assert len(checks) == 1 and checks[0].status == "WARN"  # the runner's own record of exit 3
+    assert "only the runner writes" in by_id(report)["runner.result"].summary
+
+
+def test_durations_longer_than_the_runner_watched_are_refused() -> None:
+    report = run_with(writes(result(check("env.python", duration_s=3600.0), check("env.torch"))))
+    checks = by_id(report)
+    assert "env.python" not in checks and checks["env.torch"].status == "PASS"
+    assert "3600.0 s" in checks["runner.result"].summary and failed(report)
+
+
+# --- one bad image never costs the others their reports ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        result(check("no.such-check")),
+        result(check("env.python", metrics={"x": "fast"})),
+        result(check("env.python", status="GREAT")),
+        result(check("env.python", details={"k": "x" * 70_000})),
+        b'{"checks": [' * 100_000,
+        b"\xff\xfe not utf-8",
+        b'{"checks": 7}',
+        b'{"checks": [{"id": "env.python", "status": "PASS", "summary": 1e999999}]}',
+    ],
+    ids=["unknown-id", "bad-metric", "bad-status", "long-string", "deep", "not-utf8", "no-list", "huge-num"],
+)
+def test_a_bad_result_is_an_error_for_that_image(data: bytes) -> None:
+    report = run_with(writes(data))
+    assert failed(report)
+    errors = [c for c in report.checks if c.id.startswith("runner.") and c.status == "ERROR"]
+    assert errors and all("\n" not in c.summary for c in errors)
+
+
+def test_control_characters_in_a_result_are_cleaned() -> None:
+    report = run_with(writes(result(check("env.python", summary="ok\x1b[2J\n::error::pwned\x07"))))
+    [python] = report.find("env.python")
+    assert "\x1b" not in python.summary and "\n" not in python.summary and "\x07" not in python.summary
+
+
+def test_one_bad_image_among_several_still_gets_every_report_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = FakeEngine()
+    engine.add_image("acme/bad:1", labels={"flavor": "bad"})
+    engine.add_image("acme/good:1", labels={"flavor": "good"})
+    engine.script_run("acme/bad:1", writes(result(check("runner.forged"), check("env.python", metrics=[1]))))
+    engine.script_run("acme/good:1", writes(result(check("env.python"))))
+    monkeypatch.setattr("envkit.commands.validate.get_engine", lambda: engine)
+    code = main(["validate", "acme/bad:1", "acme/good:1", "--out-dir", str(tmp_path)])
+    assert code == 1
+    reports = {load_report(p).image.ref: load_report(p) for p in tmp_path.glob("*.json")}  # type: ignore[union-attr]
+    assert set(reports) == {"acme/bad:1", "acme/good:1"}
+    assert not failed(reports["acme/good:1"]) and failed(reports["acme/bad:1"])
+
+
+# --- bounded reads -------------------------------------------------------------------------------------
+
+
+def test_a_result_file_over_the_limit_is_refused_unread() -> None:
+    report = run_with(writes(b" " * (MAX_RESULT_BYTES + 1)))
+    [runner] = report.find("runner.container")
+    assert runner.status == "ERROR" and "larger than" in runner.summary
+
+
+def test_logs_are_read_with_a_byte_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[int | None] = []
+
+    class Counting(FakeEngine):
+        def logs(self, cid: str, tail: int | None = None, max_bytes: int | None = None) -> str:
+            asked.append(max_bytes)
+            return super().logs(cid, tail, max_bytes)
+
+    engine = Counting()
+    engine.add_image(IMAGE)
+    engine.script_run(IMAGE, writes(result(check("env.python")), logs=STARTED + "x" * 10**6))
+    report = validate_image(engine, IMAGE, RunSettings())
+    assert asked and all(limit is not None and limit <= validate.MAX_LOG_BYTES for limit in asked)
+    assert len(report.find("runner.container")[0].details["log_tail"]) <= validate.MAX_LOG_BYTES
+
+
+# --- no shell, entrypoint overridden, the image's traps ---------------------------------------------------
+
+
+class NoPython3(FakeEngine):
+    """An image without python3 on PATH: the runtime refuses to start it, as runc does."""
+
+    def __init__(self, missing: tuple[str, ...]) -> None:
+        super().__init__()
+        self.missing = missing
+        self.started_with: list[tuple[str, ...] | None] = []
+
+    def start(self, cid: str) -> None:
+        entrypoint = self.containers_by_id[cid].spec.entrypoint
+        self.started_with.append(entrypoint)
+        if entrypoint and entrypoint[0] in self.missing:
+            raise EngineError(
+                f"the Docker engine refused starting container {cid[:12]}: failed to create task: exec: "
+                f'"{entrypoint[0]}": executable file not found in $PATH: unknown'
+            )
+        super().start(cid)
+
+
+def test_the_probe_starts_without_a_shell_and_the_next_python_is_tried() -> None:
+    engine = NoPython3(missing=LAUNCH_PYTHONS[:2])
+    engine.add_image(IMAGE)
+    engine.script_run(IMAGE, writes(result(check("env.python"))))
+    report = validate_image(engine, IMAGE, RunSettings())
+    assert [e[0] for e in engine.started_with if e] == list(LAUNCH_PYTHONS[:3])
+    assert not failed(report)
+    assert engine.containers_by_id == {}  # every attempt's container was removed
+
+
+def test_an_image_with_no_python_at_all_fails_with_a_hint() -> None:
+    engine = NoPython3(missing=LAUNCH_PYTHONS)
+    engine.add_image(IMAGE)
+    report = validate_image(engine, IMAGE, RunSettings())
+    [runner] = report.find("runner.container")
+    assert runner.status == "FAIL" and "no Python" in runner.summary
+    assert engine.containers_by_id == {}
+
+
+def test_the_container_spec_has_no_shell_and_a_fresh_folder_at_the_root() -> None:
+    engine = FakeEngine()
+    image_id = engine.add_image(IMAGE)
+    image = engine.image(image_id)
+    assert image is not None
+    spec: ContainerSpec = validate.probe_container_spec(
+        image, RunSettings(), IMAGE, run_id="0123456789abcdef"
+    )
+    assert spec.entrypoint == ("python3",) and "/bin/sh" not in spec.command
+    assert spec.working_dir == "/envkit-0123456789abcdef" and spec.command[0].startswith(spec.working_dir)
+    assert spec.name == "envkit-probe-0123456789abcdef" and spec.env["TMPDIR"].startswith(spec.working_dir)
+
+
+def test_an_entrypoint_that_exits_at_once_without_running_the_launcher_moves_on() -> None:
+    # A python3 that is really a wrapper script which exits: no launcher line, no result.
+    calls: list[str] = []
+
+    def exits(container: FakeContainer) -> None:
+        calls.append(container.spec.entrypoint[0] if container.spec.entrypoint else "")
+        if container.spec.entrypoint != (LAUNCH_PYTHONS[1],):
+            return
+        container.log += STARTED
+        container.files[f"{container.spec.working_dir}/out/result.json"] = result(check("env.python"))
+
+    report = run_with(ScriptedRun(on_wait=exits, exit_code=0))
+    assert calls[:2] == list(LAUNCH_PYTHONS[:2]) and not failed(report)
+
+
+# --- diagnostics that tell the truth ---------------------------------------------------------------------
+
+
+def test_a_discovery_failure_is_not_reported_as_missing_torch() -> None:
+    logs = f"{DISCOVERY_STARTED}\nenvkit-discovery: failed: /opt/venv/bin/python was killed (SIGKILL)\n"
+    report = run_with(ScriptedRun(exit_code=DISCOVERY_FAILED_EXIT, logs=logs))
+    [runner] = report.find("runner.container")
+    assert runner.status == "ERROR" and "looked for the one with torch" in runner.summary
+    assert "does not fall back" in (runner.hint or "")
+    assert not report.find("env.torch")
+
+
+def test_a_timeout_during_discovery_is_not_blamed_on_the_gpu() -> None:
+    report = run_with(ScriptedRun(exit_code=None, timed_out=True, logs=f"{DISCOVERY_STARTED}\n"))
+    [runner] = report.find("runner.container")
+    assert "GPU" not in (runner.hint or "") and "looked for the image's Python" in (runner.hint or "")
+    report = run_with(ScriptedRun(exit_code=None, timed_out=True, logs=STARTED))
+    assert "stuck GPU" in (report.find("runner.container")[0].hint or "")
