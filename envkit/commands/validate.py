@@ -16,6 +16,7 @@ from envkit.resolve import plan
 from envkit.ui import console
 from envkit.validate import RunSettings, failed, host_has_gpu, validate_image, validate_local
 from envkit.views import print_reports
+from envkit.views.github import commands_fenced
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)i?b?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     for report, path in reports:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_report(report), encoding="utf-8")
-        print_reports(out, [report])
+        with commands_fenced():
+            print_reports(out, [report])
         out.print(f"report: {path}")
     return 1 if any(failed(report) for report, _ in reports) else 0
 

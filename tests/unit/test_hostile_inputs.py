@@ -67,3 +67,62 @@ def test_a_fifo_given_as_a_policy_or_matrix_is_refused(tmp_path: Path) -> None:
     os.mkfifo(path)
     with pytest.raises(ConfigError, match="not a regular file"):
         load_file(path)
+
+
+# --- CI output cannot be hijacked ------------------------------------------------------------------------
+
+
+def hostile_report(folder: Path) -> Path:
+    """A failing report whose every free text carries workflow commands, placed where wrapping would
+    put them at the start of a line."""
+    import json
+
+    data = json.loads((FIXTURES / "cpu-quick-pass.json").read_text())
+    data["image"]["ref"] = "acme/" + "x" * 150 + "::add-mask::ref"
+    for check in data["checks"]:
+        if check["id"] == "env.torch":
+            check["status"] = "FAIL"
+            check["summary"] = "y" * 130 + " ::error::summary " + "z" * 200 + " ::add-mask::tail"
+            check["hint"] = "first line\n::error file=x::hint line\n  ::set-output name=a::b"
+    path = folder / "hostile.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("in_actions", [True, False], ids=["github-actions", "plain-ci"])
+@pytest.mark.parametrize("command", ["gate", "report"])
+def test_untrusted_text_never_begins_a_line_of_ci_output(
+    command: str,
+    in_actions: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from envkit.cli import main
+
+    report = hostile_report(tmp_path)
+    policy = tmp_path / "policy.yml"
+    policy.write_text("version: 1\nrequire:\n  env.torch: [PASS]\n")
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    if in_actions:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    else:
+        monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    argv = ["gate", str(report), "--policy", str(policy)] if command == "gate" else ["report", str(report)]
+    main(argv)
+    lines = capsys.readouterr().out.splitlines()
+    commands = [line for line in lines if line.lstrip().startswith("::")]
+    # The only workflow commands are envkit's: the fence and (gate) its escaped annotations.
+    fences = [line for line in commands if line.startswith("::stop-commands::")]
+    annotations = [line for line in commands if line.startswith("::error title=envkit gate%3A ")]
+    assert len(fences) == (1 if in_actions else 0)
+    if in_actions:
+        token = fences[0].removeprefix("::stop-commands::")
+        assert len(token) >= 32 and f"::{token}::" in lines
+        start, end = lines.index(fences[0]), lines.index(f"::{token}::")
+        outside = [line for line in lines[:start] + lines[end:] if not line.startswith("::error title=")]
+        assert not [line for line in outside if "::add-mask::" in line or "::error::" in line]
+        assert set(commands) == {fences[0], f"::{token}::", *annotations}
+    else:
+        assert commands == annotations == []
