@@ -126,3 +126,64 @@ def test_untrusted_text_never_begins_a_line_of_ci_output(
         assert set(commands) == {fences[0], f"::{token}::", *annotations}
     else:
         assert commands == annotations == []
+
+
+# --- the wheelhouse cannot smuggle files -----------------------------------------------------------------
+
+
+def wheelhouse_cell() -> object:
+    from dataclasses import replace
+
+    from cells import CPU_CELL
+
+    return replace(CPU_CELL, torch_source="wheelhouse", torch_index=None, flavor="devel")
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    folder = tmp_path / "wheels"
+    folder.mkdir()
+    (folder / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"torch wheel")
+    return folder
+
+
+def test_a_wheelhouse_link_to_a_file_outside_it_is_refused(wheels: Path, tmp_path: Path) -> None:
+    from envkit.render import RenderOptions, render_cell
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    (wheels / "sympy-1.13.3-py3-none-any.whl").symlink_to(secret)
+    with pytest.raises(ConfigError, match="outside the wheelhouse") as refused:
+        render_cell(wheelhouse_cell(), "m", {}, RenderOptions(wheelhouse=wheels))  # type: ignore[arg-type]
+    assert refused.value.exit_code == 2
+
+
+def test_a_link_inside_the_wheelhouse_is_copied_as_its_content(wheels: Path, tmp_path: Path) -> None:
+    from envkit.render import RenderOptions, render_cell
+
+    (wheels / "real").mkdir()
+    (wheels / "real" / "sympy.bin").write_bytes(b"sympy wheel")
+    (wheels / "sympy-1.13.3-py3-none-any.whl").symlink_to(wheels / "real" / "sympy.bin")
+    context = render_cell(wheelhouse_cell(), "m", {}, RenderOptions(wheelhouse=wheels))  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    context.write(out)
+    copied = out / "wheelhouse" / "sympy-1.13.3-py3-none-any.whl"
+    assert not copied.is_symlink() and copied.read_bytes() == b"sympy wheel"
+
+
+def test_editing_a_rendered_context_never_edits_the_users_files(wheels: Path, tmp_path: Path) -> None:
+    from envkit.render import RenderOptions, render_cell
+
+    context = render_cell(wheelhouse_cell(), "m", {}, RenderOptions(wheelhouse=wheels))  # type: ignore[arg-type]
+    out = tmp_path / "out"
+    out.mkdir()
+    decoy = tmp_path / "users-dockerfile"
+    decoy.write_text("the user's own file")
+    (out / "Dockerfile").symlink_to(decoy)  # left in the output folder: not to be written through
+    context.write(out)
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert not path.is_symlink() and path.stat().st_nlink == 1, path
+            path.write_bytes(b"edited")
+    assert decoy.read_text() == "the user's own file"
+    assert (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").read_bytes() == b"torch wheel"
