@@ -187,3 +187,65 @@ def test_editing_a_rendered_context_never_edits_the_users_files(wheels: Path, tm
             path.write_bytes(b"edited")
     assert decoy.read_text() == "the user's own file"
     assert (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").read_bytes() == b"torch wheel"
+
+
+# --- concurrent builds of one cell ------------------------------------------------------------------------
+
+
+def test_two_forced_builds_of_one_cell_take_turns_and_record_their_images(tmp_path: Path) -> None:
+    import threading
+    from collections.abc import Callable
+
+    from cells import cell
+    from fakes import FakeEngine
+
+    from envkit.build import BuildSettings, build_contexts
+    from envkit.engine import BuildRequest
+    from envkit.render import RenderOptions, render_cell
+    from envkit.scratch import recorded_builds
+
+    class Overlapping(FakeEngine):
+        """Counts builds in flight; the first waits a while for a second to join it."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.active = 0
+            self.most = 0
+            self.second_started = threading.Event()
+            self.guard = threading.Lock()
+
+        def build(self, req: BuildRequest, on_line: Callable[[str], None]) -> str:
+            with self.guard:
+                self.active += 1
+                self.most = max(self.most, self.active)
+                first = self.active == 1 and not self.builds
+                if not first:
+                    self.second_started.set()
+            if first:
+                self.second_started.wait(3)  # joined at once without the lock; never with it
+            try:
+                with self.guard:
+                    return super().build(req, on_line)
+            finally:
+                with self.guard:
+                    self.active -= 1
+
+    engine = Overlapping()
+    context = render_cell(cell(id="a"), "m.yaml", {}, RenderOptions())
+    settings = BuildSettings(jobs=1, log_dir=tmp_path / "logs", force=True, state_root=tmp_path / ".envkit")
+    reports = []
+    runs = [
+        threading.Thread(target=lambda: reports.append(build_contexts("m.yaml", [context], engine, settings)))
+        for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+    assert len(reports) == 2 and engine.most == 1
+    built = {report.results[0].image_id for report in reports}
+    assert len(built) == 2 and built <= recorded_builds(tmp_path / ".envkit")  # gc may take the older one
+    cell_image, hash_image = engine.image(context.tags[0]), engine.image(context.tags[1])
+    assert cell_image is not None and hash_image is not None and cell_image.id == hash_image.id
+    log = (tmp_path / "logs" / "a.log").read_text()
+    assert log.count("Step 1/1") == 1  # one whole build's log, not two interleaved
