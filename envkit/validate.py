@@ -523,8 +523,13 @@ def _assemble(
     ref: str | None,
     runner: dict[str, Any],
 ) -> Report:
-    checks, refusals = _vet(result, settings, mode, runner["duration_s"])
-    data = _report_data(checks, refusals, result, settings, mode=mode, image=image, ref=ref, runner=runner)
+    host = host_block(settings, mode)
+    # How many GPUs the container was given, when this host's NVML can tell (else None: unchecked).
+    given = len(host["gpus"]) if host["driver"] is not None else None
+    checks, refusals = _vet(result, settings, mode, runner["duration_s"], given)
+    data = _report_data(
+        checks, refusals, result, settings, host, mode=mode, image=image, ref=ref, runner=runner
+    )
     source = f"probe result of {ref or 'this host'}"
     try:
         return report_from_dict(data, source=source)
@@ -532,7 +537,7 @@ def _assemble(
         # Something in the image's checks passed the vetting but not the report's schema: that image's
         # report holds only what the runner itself knows, and says why.
         why = [*refusals, bad.render()]
-        data = _report_data([], why, result, settings, mode=mode, image=image, ref=ref, runner=runner)
+        data = _report_data([], why, result, settings, host, mode=mode, image=image, ref=ref, runner=runner)
         return report_from_dict(data, source=source)
 
 
@@ -541,6 +546,7 @@ def _report_data(
     refusals: list[str],
     result: dict[str, Any] | None,
     settings: RunSettings,
+    host: dict[str, Any],
     *,
     mode: str,
     image: ImageInfo | None,
@@ -559,7 +565,7 @@ def _report_data(
         "profile": settings.profile,
         "mode": mode,
         "image": None if image is None else {"ref": ref, "id": image.id, "labels": dict(image.labels)},
-        "host": host_block(settings, mode),
+        "host": host,
         "checks": checks,
         "runner": {k: v for k, v in runner.items() if not k.startswith("_")},
     }
@@ -569,12 +575,17 @@ _CHECK_KEYS = ("id", "status", "summary", "metrics", "duration_s", "hint", "devi
 
 
 def _vet(
-    result: dict[str, Any] | None, settings: RunSettings, mode: str, observed_s: float
+    result: dict[str, Any] | None,
+    settings: RunSettings,
+    mode: str,
+    observed_s: float,
+    given_gpus: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The probe's checks that fit what the runner knows, and why each of the others was refused.
 
     Refused: ids the probe does not have (runner.* records are the runner's alone), GPU results from a
-    container given no GPU, durations longer than the runner watched the container run.
+    container given no GPU, records for a GPU index past the `given_gpus` the container got (when
+    known), durations longer than the runner watched the container run.
     """
     kept: list[dict[str, Any]] = []
     refusals: list[str] = []
@@ -600,6 +611,10 @@ def _vet(
         status = check["status"]
         if check_id.startswith(GPU_CHECK_PREFIXES) and not gpu_given and status not in ("SKIP", "N/A"):
             refusals.append(f"{shown} claims {clean_text(str(status))[:10]} in a container given no GPU")
+            continue
+        device = check["device"]
+        if device is not None and given_gpus is not None and not 0 <= device < given_gpus:
+            refusals.append(f"{shown} reports GPU {device}; the container was given {given_gpus}")
             continue
         duration = check["duration_s"]
         if isinstance(duration, bool) or not isinstance(duration, int | float):

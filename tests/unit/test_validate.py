@@ -3,6 +3,7 @@ whole run's; the host block is the runner's; the probe starts without a shell, e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -279,3 +280,30 @@ def test_a_timeout_during_discovery_is_not_blamed_on_the_gpu() -> None:
     assert "GPU" not in (runner.hint or "") and "looked for the image's Python" in (runner.hint or "")
     report = run_with(ScriptedRun(exit_code=None, timed_out=True, logs=STARTED))
     assert "stuck GPU" in (report.find("runner.container")[0].hint or "")
+
+
+def test_with_gpus_given_the_host_block_and_device_indexes_come_from_this_hosts_nvml(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from envkit.probe import nvml
+
+    gpu = nvml.NvmlGpu(
+        index=0,
+        name="NVIDIA H200",
+        uuid="GPU-1",
+        memory_total_mib=143_771,
+        compute_capability="9.0",
+        mem_clock_max_mhz=None,
+        bus_width_bits=None,
+        sm_clock_max_mhz=None,
+    )
+    info = nvml.NvmlInfo(
+        driver="570.86.15", cuda_driver="12.8", gpus=(gpu, dataclasses.replace(gpu, index=1))
+    )
+    monkeypatch.setattr(nvml, "query", lambda: (info, ""))
+    claims = result(check("gpu.kernels", device=0), check("gpu.kernels", device=5), check("gpu.visibility"))
+    report = run_with(writes(claims), RunSettings(gpus="1"))
+    assert [g.name for g in report.host.gpus] == ["NVIDIA H200"] and report.host.driver == "570.86.15"
+    kept = {c.name: c.status for c in report.checks}
+    assert kept["gpu.kernels[gpu0]"] == "PASS" and kept["gpu.visibility"] == "PASS"
+    assert "gpu.kernels[gpu5]" not in kept and "given 1" in report.find("runner.result")[0].summary
