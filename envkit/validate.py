@@ -147,7 +147,8 @@ def main():
     os.chdir(HERE)
     os.execve(chosen, [chosen, "-m", "envkit_probe"] + sys.argv[1:], env)
 
-main()
+if __name__ == "__main__":
+    main()
 """
 NO_PYTHON_EXIT = 97
 DISCOVERY_FAILED_EXIT = 98

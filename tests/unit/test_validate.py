@@ -307,3 +307,68 @@ def test_with_gpus_given_the_host_block_and_device_indexes_come_from_this_hosts_
     kept = {c.name: c.status for c in report.checks}
     assert kept["gpu.kernels[gpu0]"] == "PASS" and kept["gpu.visibility"] == "PASS"
     assert "gpu.kernels[gpu5]" not in kept and "given 1" in report.find("runner.result")[0].summary
+
+
+# --- launch.py: interpreter discovery inside the image ------------------------------------------------
+
+
+def launcher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, candidates: dict[str, str]) -> dict[str, Any]:
+    """launch.py's code with its candidates replaced by shell scripts; os.execve recorded, not run."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    names = []
+    for name, script in candidates.items():
+        path = folder / name
+        path.write_text("#!/bin/sh\n" + script)
+        path.chmod(0o755)
+        names.append(str(path))
+    namespace: dict[str, Any] = {"__name__": "launch", "__file__": str(tmp_path / "launch.py")}
+    exec(compile(validate.LAUNCHER, "launch.py", "exec"), namespace)
+    namespace["NAMES"] = names
+    namespace["EACH_S"] = 1.0
+    namespace["TOTAL_S"] = 10.0
+    execs: list[list[str]] = []
+    monkeypatch.setattr(namespace["os"], "execve", lambda path, argv, env: execs.append(argv))
+    monkeypatch.setattr(namespace["os"], "chdir", lambda path: None)
+    namespace["execs"] = execs
+    return namespace
+
+
+def run_launcher(namespace: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        namespace["main"]()
+    except SystemExit as stop:
+        return int(stop.code or 0), capsys.readouterr().err
+    return 0, capsys.readouterr().err
+
+
+def test_launch_runs_the_probe_with_the_first_interpreter_that_has_torch(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = launcher(monkeypatch, tmp_path, {"plain": "exit 1\n", "torch": "exit 0\n"})
+    code, err = run_launcher(found, capsys)
+    assert code == 0 and found["execs"][0][1:3] == ["-m", "envkit_probe"]
+    assert found["execs"][0][0].endswith("/torch") and DISCOVERY_DONE in err
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        ("exec sleep 1000\n", "did not answer within 1 s"),
+        ("for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done\nwait\n", "a hang or a fork storm"),
+        ("kill -9 $$\n", "was killed (SIGKILL"),
+    ],
+    ids=["hangs", "forks", "oom-killed"],
+)
+def test_an_interpreter_that_fails_while_asked_for_torch_stops_discovery(
+    script: str,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    found = launcher(monkeypatch, tmp_path, {"broken": script, "plain": "exit 1\n"})
+    code, err = run_launcher(found, capsys)
+    # No silent fall-back to the interpreter without torch: discovery fails and names the culprit.
+    assert code == DISCOVERY_FAILED_EXIT and found["execs"] == []
+    assert said in err and "/broken" in err
