@@ -119,9 +119,11 @@ def main():
     seen, first, chosen, troubles = set(), None, None, []
     for name in NAMES:
         path = which(name) if name else None
-        if not path or os.path.realpath(path) in seen:
+        # The same path once; not the same real file: a venv's python links to the system's, yet
+        # sees other packages.
+        if not path or os.path.abspath(path) in seen:
             continue
-        seen.add(os.path.realpath(path))
+        seen.add(os.path.abspath(path))
         if time.time() - started > TOTAL_S:
             troubles.append("discovery took longer than %.0f s" % TOTAL_S)
             break
@@ -185,6 +187,7 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     runner = _fate(probe.status, time.monotonic() - clock, probe.logs, settings)
     runner["_problem"] = probe.problem
     runner["_python"] = probe.python
+    runner["_run_id"] = probe.run_id
     return _assemble(probe.result, settings, mode="container", image=image, ref=ref, runner=runner)
 
 
@@ -227,6 +230,7 @@ class _ProbeRun:
     logs: str
     problem: str | None = None  # why the result was refused, when it was
     python: str | None = None  # the entrypoint that ran launch.py
+    run_id: str | None = None  # in the container's name: envkit-probe-<run id>
 
 
 def new_run_id() -> str:
@@ -313,7 +317,7 @@ def _try_container(
             # Not the engine's fault: this image's file system would not take the probe.
             no_files = ExitStatus(code=None, oom_killed=False, timed_out=False, error=refused.message)
             why = "the image's file system refused the probe's files"
-            return _ProbeRun(status=no_files, result=None, logs="", problem=why, python=python)
+            return _ProbeRun(status=no_files, result=None, logs="", problem=why, python=python, run_id=run_id)
         try:
             engine.start(cid)
         except EngineError as refused:
@@ -338,7 +342,9 @@ def _try_container(
     if raw is None and problem is None and status.error is None and not launcher_ran:
         return None  # `python` ran but not launch.py (a wrapper, an old Python): try the next
     result, refused_why = _parse_result(raw)
-    return _ProbeRun(status=status, result=result, logs=logs, problem=problem or refused_why, python=python)
+    return _ProbeRun(
+        status=status, result=result, logs=logs, problem=problem or refused_why, python=python, run_id=run_id
+    )
 
 
 def _not_executable(message: str, python: str) -> bool:
@@ -432,6 +438,8 @@ def _fate(status: ExitStatus, duration: float, logs: str, settings: RunSettings)
 def _runner_check(result: dict[str, Any] | None, fate: dict[str, Any]) -> dict[str, Any]:
     tail = clean_text("\n".join(str(fate["_logs"]).splitlines()[-10:]), multiline=True)
     details: dict[str, Any] = {"exit_code": fate["exit_code"], "log_tail": tail}
+    if fate.get("_run_id"):
+        details["run_id"] = fate["_run_id"]
     if fate.get("_python"):
         details["entrypoint"] = (
             f"overridden: {fate['_python']} ran envkit's launch.py; "

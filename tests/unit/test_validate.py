@@ -372,3 +372,15 @@ def test_an_interpreter_that_fails_while_asked_for_torch_stops_discovery(
     # No silent fall-back to the interpreter without torch: discovery fails and names the culprit.
     assert code == DISCOVERY_FAILED_EXIT and found["execs"] == []
     assert said in err and "/broken" in err
+
+
+def test_a_venv_python_linking_to_the_system_python_is_still_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A venv's bin/python is a link to the system's; only through the venv's path does torch show.
+    found = launcher(monkeypatch, tmp_path, {"system": 'case "$0" in */venv-python) exit 0;; esac\nexit 1\n'})
+    venv = tmp_path / "bin" / "venv-python"
+    venv.symlink_to(tmp_path / "bin" / "system")
+    found["NAMES"] = [*found["NAMES"], str(venv)]
+    code, _ = run_launcher(found, capsys)
+    assert code == 0 and found["execs"][0][0] == str(venv)
