@@ -8,6 +8,7 @@ cell tag), so an interrupted or failed build never leaves an image under a cell'
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
 HASH_LABEL = L.CONTENT_HASH
 BASE_ID_LABEL = L.BASE_ID
+# " ---> 0123456789ab": the image the classic builder made for the step just finished.
+_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})\s*$")
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -313,11 +316,24 @@ def _run_build(
         no_cache=settings.no_cache,
     )
 
+    after_from = False
+
     def on_line(line: str) -> None:
+        nonlocal after_from
         if cancel.is_set():
             raise Cancelled("interrupted")
         log.write(line.rstrip("\n") + "\n")
         log.flush()
+        # The classic builder leaves an image per stage ("---> <id>" after each step): recorded as
+        # envkit's as they appear, so gc can remove them, also after a build that never finished.
+        # The id after a FROM step is the base's, not ours.
+        step = _STEP_IMAGE.match(line)
+        if step and not after_from and settings.state_root is not None:
+            record_build(step.group(1), context.cell.id, settings.state_root)
+        if line.startswith("Step "):
+            after_from = " : FROM " in line
+        elif step:
+            after_from = False
         if line.strip():
             progress(context.cell.id, "building", line.strip()[:100])
 

@@ -144,7 +144,7 @@ def _containers(engine: Engine, everything: bool) -> list[Leftover]:
 def _images(engine: Engine, everything: bool, now: float, built: set[str]) -> list[Leftover]:
     found = []
     for image in engine.images(MANAGED_FILTER):
-        if _named(image) or image.id not in built:
+        if _named(image) or not _recorded(image.id, built):
             continue  # named, or not a build envkit recorded (a user's image FROM an envkit image)
         age = _age_s(image.created, now)
         keep = None
@@ -179,6 +179,12 @@ def _scratch_dirs(folder: Path, everything: bool, now: float) -> list[Leftover]:
             )
         )
     return found
+
+
+def _recorded(image_id: str, built: set[str]) -> bool:
+    """Whether the build record lists `image_id`: in full, or by the 12-digit short id a classic
+    build prints for each stage."""
+    return image_id in built or image_id.removeprefix("sha256:")[:12] in built
 
 
 def _named(image: ImageInfo) -> bool:

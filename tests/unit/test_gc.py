@@ -270,3 +270,38 @@ def test_a_users_untagged_image_built_from_an_envkit_image_survives_gc_all(tmp_p
     assert set(found) == {ours}
     collect(engine, list(found.values()))
     assert users in engine.images_by_id and ours not in engine.images_by_id
+
+
+def test_stage_images_a_classic_build_printed_are_recorded_and_go_but_not_its_base(tmp_path: Path) -> None:
+    from collections.abc import Callable
+
+    from cells import cell
+
+    from envkit.build import BuildSettings, build_contexts
+    from envkit.engine import BuildRequest
+    from envkit.render import RenderOptions, render_cell
+
+    base = put_image(engine := FakeEngine(), "ba5e" * 16, recorded=False)
+    stage = put_image(engine, "57a9" * 16, recorded=False)
+
+    class Classic(FakeEngine):
+        def build(self, req: BuildRequest, on_line: Callable[[str], None]) -> str:
+            for line in (
+                "Step 1/3 : FROM envkit-local/debian:bookworm AS builder",
+                f" ---> {base[7:19]}",
+                "Step 2/3 : RUN python3 -m venv /opt/venv",
+                " ---> Running in 0123456789ab",
+                f" ---> {stage[7:19]}",
+                "Step 3/3 : FROM envkit-local/debian:bookworm",
+                f" ---> {base[7:19]}",
+            ):
+                on_line(line)
+            return super().build(req, on_line)
+
+    builder = Classic()
+    context = render_cell(cell(id="a"), "m.yaml", {}, RenderOptions())
+    settings = BuildSettings(log_dir=tmp_path / "logs", state_root=tmp_path / ".envkit")
+    [result] = build_contexts("m.yaml", [context], builder, settings).results
+    found = by_ref(find_leftovers(engine, everything=True, now=NOW, temp_dir=tmp_path))
+    assert set(found) == {stage}  # the base (its id followed a FROM) is not envkit's
+    assert result.image_id is not None
