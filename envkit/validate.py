@@ -338,9 +338,12 @@ def _try_container(
         logs = engine.logs(cid, tail=LOG_TAIL, max_bytes=MAX_LOG_BYTES)
     finally:
         engine.remove_container(cid)
-    launcher_ran = DISCOVERY_STARTED in logs or status.timed_out or status.oom_killed
-    if raw is None and problem is None and status.error is None and not launcher_ran:
-        return None  # `python` ran but not launch.py (a wrapper, an old Python): try the next
+    # `python` exited by itself without starting launch.py (a wrapper, an old Python): try the next.
+    # A container killed (by a signal, OOM, the timeout) is reported, not retried.
+    ended_by_itself = not (status.timed_out or status.oom_killed or _signal_name(status.code))
+    spoke = DISCOVERY_STARTED in logs
+    if raw is None and problem is None and status.error is None and ended_by_itself and not spoke:
+        return None
     result, refused_why = _parse_result(raw)
     return _ProbeRun(
         status=status, result=result, logs=logs, problem=problem or refused_why, python=python, run_id=run_id

@@ -384,3 +384,10 @@ def test_a_venv_python_linking_to_the_system_python_is_still_asked(
     found["NAMES"] = [*found["NAMES"], str(venv)]
     code, _ = run_launcher(found, capsys)
     assert code == 0 and found["execs"][0][0] == str(venv)
+
+
+def test_a_container_killed_before_the_launcher_spoke_is_reported_not_retried() -> None:
+    report = run_with(ScriptedRun(exit_code=137, logs=""))  # docker kill right after start
+    [runner] = report.find("runner.container")
+    assert runner.status == "ERROR" and "killed by SIGKILL" in runner.summary
+    assert runner.details["entrypoint"].startswith(f"overridden: {LAUNCH_PYTHONS[0]} ")
