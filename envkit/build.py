@@ -238,7 +238,7 @@ def _build_one(
             raise Cancelled("interrupted while another build of this cell was running")
         progress(context.cell.id, "queued", "waiting for another build of this cell")
 
-    with exclusive(cell_lock_path(settings.log_dir, context.cell.id), on_wait=waiting):
+    with exclusive(cell_lock_path(context.cell.image), on_wait=waiting):
         return _build_locked(context, engine, settings, cancel, progress)
 
 

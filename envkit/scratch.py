@@ -2,13 +2,13 @@
 
 Scratch folders are fresh `envkit-*` folders in the temp folder, held under a shared `flock` while in
 use: `envkit gc` removes only folders nobody holds. Build, the BuildKit backend, validate and promote
-take theirs from `scratch_dir`; gc asks `is_locked`.
+take theirs from `scratch_dir`; gc asks `is_locked`. Builds of one cell take turns through a lock file
+per cell tag (`cell_lock_path`, in the temp folder).
 
 `.envkit/` (in the current folder) is envkit's state; every path in it is named here and nowhere else:
 
     .envkit/reports/                 validate's reports (one per image)
     .envkit/<matrix>/logs/           build logs, one per cell
-    .envkit/<matrix>/logs/.locks/    one lock file per cell: builds of one cell take turns
     .envkit/<matrix>/build-report.json
     .envkit/<matrix>/promotion.json  promote's record
     .envkit/state/builds.jsonl       the images envkit built (gc removes only untagged ones listed here)
@@ -17,6 +17,7 @@ take theirs from `scratch_dir`; gc asks `is_locked`.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -119,9 +120,12 @@ def promotion_record_path(matrix: str) -> Path:
     return matrix_dir(matrix) / "promotion.json"
 
 
-def cell_lock_path(log_dir: Path, cell: str) -> Path:
-    """The lock file that makes builds of `cell` take turns (next to the cell's build logs)."""
-    return log_dir / ".locks" / f"{cell}.lock"
+def cell_lock_path(image_ref: str) -> Path:
+    """The lock file that makes builds of the cell tagged `image_ref` take turns, whatever folder or
+    --log-dir each runs with: in the temp folder, one per user, named by a hash of the tag (not
+    `envkit-*`, so gc never takes it for a scratch folder)."""
+    name = hashlib.sha256(image_ref.encode("utf-8")).hexdigest()[:32]
+    return temp_root() / f".envkit-locks-{os.getuid()}" / f"{name}.lock"
 
 
 def builds_record_path(root: Path | None = None) -> Path:

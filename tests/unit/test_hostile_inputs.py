@@ -232,11 +232,15 @@ def test_two_forced_builds_of_one_cell_take_turns_and_record_their_images(tmp_pa
 
     engine = Overlapping()
     context = render_cell(cell(id="a"), "m.yaml", {}, RenderOptions())
-    settings = BuildSettings(jobs=1, log_dir=tmp_path / "logs", force=True, state_root=tmp_path / ".envkit")
+    # Two runs as from two shells: each with its own --log-dir, sharing only the cell's tag.
+    settings = [
+        BuildSettings(jobs=1, log_dir=tmp_path / f"logs{i}", force=True, state_root=tmp_path / ".envkit")
+        for i in range(2)
+    ]
     reports = []
     runs = [
-        threading.Thread(target=lambda: reports.append(build_contexts("m.yaml", [context], engine, settings)))
-        for _ in range(2)
+        threading.Thread(target=lambda s=s: reports.append(build_contexts("m.yaml", [context], engine, s)))
+        for s in settings
     ]
     for run in runs:
         run.start()
@@ -247,5 +251,5 @@ def test_two_forced_builds_of_one_cell_take_turns_and_record_their_images(tmp_pa
     assert len(built) == 2 and built <= recorded_builds(tmp_path / ".envkit")  # gc may take the older one
     cell_image, hash_image = engine.image(context.tags[0]), engine.image(context.tags[1])
     assert cell_image is not None and hash_image is not None and cell_image.id == hash_image.id
-    log = (tmp_path / "logs" / "a.log").read_text()
-    assert log.count("Step 1/1") == 1  # one whole build's log, not two interleaved
+    for one in settings:
+        assert (one.log_dir / "a.log").read_text().count("Step 1/1") == 1  # each run's own whole log

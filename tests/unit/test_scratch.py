@@ -66,7 +66,14 @@ def test_every_envkit_path_is_under_the_state_root() -> None:
         scratch.build_report_path("m"),
         scratch.promotion_record_path("m"),
         scratch.builds_record_path(),
-        scratch.cell_lock_path(scratch.build_logs_dir("m"), "c"),
     ]
     assert all(path.parts[0] == ".envkit" for path in paths)
     assert len(set(paths)) == len(paths)
+
+
+def test_the_cell_lock_is_one_per_tag_outside_what_gc_takes() -> None:
+    lock = scratch.cell_lock_path("acme/x:1")
+    assert lock == scratch.cell_lock_path("acme/x:1") != scratch.cell_lock_path("acme/x:2")
+    assert lock.parent.parent == scratch.temp_root() and not lock.parent.name.startswith(
+        scratch.SCRATCH_PREFIX
+    )
