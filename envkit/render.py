@@ -23,10 +23,10 @@ from typing import Any
 
 import jinja2
 
+from envkit import compat, safety
 from envkit import labels as L
-from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
-from envkit.resolve import Cell, Plan, download_sources, python_builds
+from envkit.resolve import Cell, Plan
 
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
@@ -134,6 +134,31 @@ def render_cell(
     )
 
 
+def nvidia_env(cell: Cell) -> list[tuple[str, str]]:
+    """The NVIDIA Container Toolkit variables a CUDA cell sets itself when its base is not nvidia/cuda.
+
+    nvidia/cuda images set them already (with a finer NVIDIA_REQUIRE_CUDA); any other base lacks them,
+    and without NVIDIA_VISIBLE_DEVICES the toolkit gives the container no GPU. The require-CUDA floor is
+    the CUDA major's first minor: torch's wheels bring their own CUDA runtime, which runs on any driver of
+    that major under minor-version compatibility (the io.envkit.driver-floor label keeps the full floor).
+    """
+    if cell.cuda is None or _is_nvidia_cuda(cell.base):
+        return []
+    major = cell.cuda.split(".")[0]
+    return [
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+        ("NVIDIA_REQUIRE_CUDA", f"cuda>={major}.0"),
+    ]
+
+
+def _is_nvidia_cuda(image: str) -> bool:
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return name == "nvidia/cuda" or name.endswith("/nvidia/cuda")
+
+
 def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[str, str]:
     """OCI labels plus envkit labels carrying every resolved version (the probe checks them)."""
     labels = {
@@ -223,16 +248,15 @@ def _template_variables(
     cell: Cell, matrix_name: str, options: RenderOptions, files: Mapping[str, Path]
 ) -> dict[str, Any]:
     wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
-    build = python_builds().get(cell.python)
-    archive = None
-    if cell.python_source == "standalone" and build is not None:
-        archive = f"cpython-{build.full_version}+{build.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    kb = compat.load_kb()
+    build = kb.python_build(cell.python)
+    archive = build.archive if cell.python_source == "standalone" and build is not None else None
     return {
         "cell": cell,
         "matrix_name": matrix_name,
         "python_tuple": ", ".join(cell.python.split(".")),
         "python_build": build,
-        "python_url": f"{download_sources()['python_build_standalone']}/{build.release}" if build else "",
+        "python_url": f"{kb.download_root('python_build_standalone')}/{build.release}" if build else "",
         "python_archive": archive,
         "wheelhouse_files": wheelhouse_files,
         "ca_bundle": CA_BUNDLE_NAME in files or (options.ca_bundle is not None and options.buildkit),
@@ -241,6 +265,7 @@ def _template_variables(
         "pip": f"{_pip_env(options)}/opt/venv/bin/pip install"
         + ("" if options.buildkit and options.cache_mounts else " --no-cache-dir"),
         "torch_args": _torch_args(cell, wheelhouse_files),
+        "nvidia_env": nvidia_env(cell),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),
     }

@@ -7,12 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
 from envkit import scratch
+from envkit.commands._common import checked_plan
 from envkit.engine import get_engine, parse_gpus
-from envkit.errors import UsageError
-from envkit.matrix import load_matrix
+from envkit.errors import ConfigError, UsageError
+from envkit.policy import check_id_hint, known_check_ids
 from envkit.report import Report, dump_report
-from envkit.resolve import plan
 from envkit.ui import console
 from envkit.validate import RunSettings, failed, host_has_gpu, validate_image, validate_local
 from envkit.views import print_reports
@@ -69,9 +72,11 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = console()
     targets = list(args.images)
     if args.matrix:
-        targets += [cell.image for cell in plan(load_matrix(args.matrix)).cells]
+        with out.status("resolving the matrix…"):
+            targets += [cell.image for cell in checked_plan(args.matrix).cells]
     if args.local == bool(targets):
         raise UsageError(
             "name IMAGEs (or --matrix), or use --local", hint="e.g. envkit validate acme/pytorch:2.6"
@@ -79,23 +84,46 @@ def run(args: argparse.Namespace) -> int:
     if args.out and len(targets) > 1:
         raise UsageError("--out takes one image; use --out-dir for several")
     settings = _settings(args)
-    reports: list[tuple[Report, Path]] = []
     if args.local:
-        reports.append((validate_local(settings, args.python), args.out or _default_out(args, "local")))
-    else:
+        with out.status("running the probe on this host…"):
+            report = validate_local(settings, args.python)
+        return 1 if failed(_keep(out, report, args.out or _default_out(args, "local"))) else 0
+    return _validate_images(out, targets, settings, args)
+
+
+def _validate_images(
+    out: Console, targets: list[str], settings: RunSettings, args: argparse.Namespace
+) -> int:
+    """Validate every image that is on the engine, each report as it comes; the missing ones at the end."""
+    with out.status("connecting to the engine…"):
         engine = get_engine()
         engine.info()
-        for ref in targets:
+    reports: list[Report] = []
+    missing: list[str] = []
+    for number, ref in enumerate(targets, start=1):
+        with out.status(f"validating {escape(ref)} ({number}/{len(targets)})…"):
+            if engine.image(ref) is None:
+                missing.append(ref)
+                continue
             report = validate_image(engine, ref, settings)
-            reports.append((report, args.out or _default_out(args, ref)))
-    out = console()
-    for report, path in reports:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump_report(report), encoding="utf-8")
-        with commands_fenced():
-            print_reports(out, [report])
-        out.print(f"report: {path}")
-    return 1 if any(failed(report) for report, _ in reports) else 0
+        reports.append(_keep(out, report, args.out or _default_out(args, ref)))
+    if missing:
+        raise ConfigError(
+            f"no image {', '.join(repr(ref) for ref in missing)} on the engine: "
+            f"{len(missing)} of {len(targets)} not validated",
+            hint="build them (envkit build MATRIX) or pull them first; the others' reports are written",
+        )
+    return 1 if any(failed(report) for report in reports) else 0
+
+
+def _keep(out: Console, report: Report, path: Path) -> Report:
+    """Write `report` to `path` and show it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_report(report), encoding="utf-8")
+    with commands_fenced():
+        print_reports(out, [report])
+    out.print(f"report: {escape(str(path))}")
+    return report
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -108,6 +136,9 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         parse_gpus(gpus)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    for check in args.only:
+        if check not in known_check_ids():
+            raise UsageError(f"--only {check}: unknown check", hint=check_id_hint(check))
     return RunSettings(
         profile=args.profile,
         gpus=gpus,
