@@ -26,9 +26,9 @@ from envkit import __version__
 from envkit import labels as L
 from envkit.engine import BuildEnvironmentFault, BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
 from envkit.errors import EngineUnavailable, EnvironmentFault, EnvkitError
-from envkit.gc import scratch_dir
 from envkit.registry import RegistryRepository
 from envkit.render import BuildContext
+from envkit.scratch import cell_lock_path, exclusive, record_build, scratch_dir
 
 BUILD_SCHEMA = "envkit.build/1"
 LOG_TAIL_LINES = 30
@@ -37,6 +37,8 @@ BASE_ID_LABEL = L.BASE_ID
 # pip's words when a file does not match --require-hashes, and how it names each such requirement.
 _PIP_HASH_MISMATCH = "THESE PACKAGES DO NOT MATCH THE HASHES"
 _PIP_REQUIREMENT = re.compile(r"\s+(\S+==\S+) from ")
+# " ---> 0123456789ab": the image the classic builder made for the step just finished.
+_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})\s*$")
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -124,6 +126,8 @@ class BuildSettings:
     force: bool = False
     no_cache: bool = False
     push: PushTarget | None = None
+    # The .envkit folder whose build record lists every image built (gc removes only those); None: no record.
+    state_root: Path | None = None
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -298,6 +302,25 @@ def _build_one(
     cancel: threading.Event,
     progress: Progress,
 ) -> CellResult:
+    """One cell, holding its lock: two builds of the same cell (two `--force` runs) take turns, so
+    neither tags over the other mid-build nor writes into the other's log."""
+
+    def waiting() -> None:
+        if cancel.is_set():
+            raise Cancelled("interrupted while another build of this cell was running")
+        progress(context.cell.id, "queued", "waiting for another build of this cell")
+
+    with exclusive(cell_lock_path(context.cell.image), on_wait=waiting):
+        return _build_locked(context, engine, settings, cancel, progress)
+
+
+def _build_locked(
+    context: BuildContext,
+    engine: Engine,
+    settings: BuildSettings,
+    cancel: threading.Event,
+    progress: Progress,
+) -> CellResult:
     cell = context.cell
     log_path = settings.log_dir / f"{cell.id}.log"
     clock = time.monotonic()
@@ -321,6 +344,8 @@ def _build_one(
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
             image_id = _run_build(context, engine, settings, scratch, log, cancel, progress, base_label)
+        if settings.state_root is not None:
+            record_build(image_id, cell.id, settings.state_root)
         if cancel.is_set():
             discard_untagged(engine, image_id)
             raise Cancelled("interrupted; the finished image was removed untagged")
@@ -399,11 +424,24 @@ def _run_build(
         no_cache=settings.no_cache,
     )
 
+    after_from = False
+
     def on_line(line: str) -> None:
+        nonlocal after_from
         if cancel.is_set():
             raise Cancelled("interrupted")
         log.write(line.rstrip("\n") + "\n")
         log.flush()
+        # The classic builder leaves an image per stage ("---> <id>" after each step): recorded as
+        # envkit's as they appear, so gc can remove them, also after a build that never finished.
+        # The id after a FROM step is the base's, not ours.
+        step = _STEP_IMAGE.match(line)
+        if step and not after_from and settings.state_root is not None:
+            record_build(step.group(1), context.cell.id, settings.state_root)
+        if line.startswith("Step "):
+            after_from = " : FROM " in line
+        elif step:
+            after_from = False
         if line.strip():
             progress(context.cell.id, "building", line.strip()[:100])
 

@@ -1,37 +1,37 @@
 """Garbage collection: what a killed or interrupted envkit left on the engine and on disk.
 
-Three kinds of leftover, each recognisable without guessing:
-- validation containers (labelled io.envkit.managed=true and io.envkit.role), in any state;
-- dangling images labelled io.envkit.managed=true: no tag and no digest, so nothing names them (a
-  build that finished but was never tagged);
+Three kinds of leftover, each recognised by what envkit itself recorded creating, never by a label
+(labels are inherited by anything built FROM an envkit image, so they prove nothing about who made
+a container or an image):
+- validation containers: named `envkit-probe-<run id>` and labelled with that same run id when
+  validate created them, in any state;
+- dangling images envkit built: no tag and no digest, so nothing names them, and their id is in
+  `.envkit/state/builds.jsonl` (the record build keeps; gc reads the one in the current folder);
 - scratch folders `envkit-*` in the temp folder, older than an hour and not locked.
 
 Never a tagged image, never an image the
 engine refuses to delete (the parent of a tagged image, one a container uses). By default gc leaves
 alone what a running envkit may still be using: running containers, and images and folders younger
 than an hour; `everything` (`--all`) drops that guard. A folder locked by a running build is never
-removed: `scratch_dir` holds that lock.
+removed: `envkit.scratch.scratch_dir` holds that lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from envkit import labels as L
 from envkit.engine import MANAGED_FILTER, Engine, EngineError, ImageInfo
+from envkit.scratch import SCRATCH_PREFIX, is_locked, recorded_builds, temp_root
 
-ROLE_LABEL = L.ROLE
-SCRATCH_PREFIX = "envkit-"
+PROBE_NAME_PREFIX = "envkit-probe-"
+_PROBE_NAME = re.compile(r"^/?envkit-probe-([0-9a-f]{16})$")
 MIN_AGE_S = 3600.0
 KINDS = ("container", "image", "scratch")
 _CREATED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
@@ -59,31 +59,23 @@ class Outcome:
     error: str | None = None
 
 
-@contextmanager
-def scratch_dir(prefix: str) -> Iterator[Path]:
-    """A fresh temp folder (name starting with `prefix`, itself starting with "envkit-"), locked while
-    in use so `envkit gc` leaves it alone, and removed afterwards."""
-    if not prefix.startswith(SCRATCH_PREFIX):
-        raise ValueError(f"scratch folder prefix {prefix!r} must start with {SCRATCH_PREFIX!r}")
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        os.close(fd)
-
-
 def find_leftovers(
-    engine: Engine, *, everything: bool = False, now: float | None = None, temp_dir: Path | None = None
+    engine: Engine,
+    *,
+    everything: bool = False,
+    now: float | None = None,
+    temp_dir: Path | None = None,
+    state_root: Path | None = None,
 ) -> list[Leftover]:
-    """Every leftover gc knows about, containers first (removing them frees the images they use)."""
+    """Every leftover gc knows about, containers first (removing them frees the images they use).
+
+    `state_root` is the `.envkit` folder whose build record says which images envkit built.
+    """
     now = time.time() if now is None else now
-    folder = Path(tempfile.gettempdir()) if temp_dir is None else temp_dir
+    folder = temp_root() if temp_dir is None else temp_dir
     return [
         *_containers(engine, everything),
-        *_images(engine, everything, now),
+        *_images(engine, everything, now, recorded_builds(state_root)),
         *_scratch_dirs(folder, everything, now),
     ]
 
@@ -122,28 +114,38 @@ def _remove_image(engine: Engine, item: Leftover) -> Outcome:
 # --- finding -----------------------------------------------------------------------------------------
 
 
+def probe_container_name(run_id: str) -> str:
+    """The name validate gives the container of run `run_id` (16 hex digits); gc takes only these."""
+    name = PROBE_NAME_PREFIX + run_id
+    if not _PROBE_NAME.match(name):
+        raise ValueError(f"run id {run_id!r} must be 16 lower-case hex digits")
+    return name
+
+
 def _containers(engine: Engine, everything: bool) -> list[Leftover]:
-    managed = set(engine.containers(MANAGED_FILTER))
-    running = set(engine.containers(ROLE_LABEL, all=False))
     found = []
-    for cid in engine.containers(ROLE_LABEL):
-        if cid not in managed:
+    for container in engine.containers_named(PROBE_NAME_PREFIX):
+        match = _PROBE_NAME.match(container.name)
+        # The name is set at create time and cannot be inherited; the run label must agree with it.
+        if not match or container.labels.get(L.RUN) != match.group(1):
             continue
         keep = None
-        if cid in running and not everything:
+        if container.running and not everything:
             keep = "still running: an envkit validate may be using it (--all removes it)"
-        state = "running" if cid in running else "stopped"
+        state = "running" if container.running else "stopped"
         found.append(
-            Leftover(kind="container", ref=cid, detail=f"validation container ({state})", keep_reason=keep)
+            Leftover(
+                kind="container", ref=container.id, detail=f"validation container ({state})", keep_reason=keep
+            )
         )
     return found
 
 
-def _images(engine: Engine, everything: bool, now: float) -> list[Leftover]:
+def _images(engine: Engine, everything: bool, now: float, built: set[str]) -> list[Leftover]:
     found = []
     for image in engine.images(MANAGED_FILTER):
-        if _named(image):
-            continue
+        if _named(image) or not _recorded(image.id, built):
+            continue  # named, or not a build envkit recorded (a user's image FROM an envkit image)
         age = _age_s(image.created, now)
         keep = None
         if not everything and age is None:
@@ -167,7 +169,7 @@ def _scratch_dirs(folder: Path, everything: bool, now: float) -> list[Leftover]:
             continue  # another user's folders are theirs to clean
         age = now - stat.st_mtime
         keep = None
-        if _locked(path):
+        if is_locked(path):
             keep = "in use by a running envkit"
         elif not everything and age < MIN_AGE_S:
             keep = "younger than an hour: a running envkit may still use it (--all removes it)"
@@ -179,24 +181,14 @@ def _scratch_dirs(folder: Path, everything: bool, now: float) -> list[Leftover]:
     return found
 
 
+def _recorded(image_id: str, built: set[str]) -> bool:
+    """Whether the build record lists `image_id`: in full, or by the 12-digit short id a classic
+    build prints for each stage."""
+    return image_id in built or image_id.removeprefix("sha256:")[:12] in built
+
+
 def _named(image: ImageInfo) -> bool:
     return bool(image.tags or image.digests)
-
-
-def _locked(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # closing also drops the lock just taken
-    return False
 
 
 def _age_s(created: str, now: float) -> float | None:
@@ -221,5 +213,5 @@ def _ago(age: float | None) -> str:
 
 def _describe_image(image: ImageInfo, age: float | None) -> str:
     cell = image.labels.get(L.CELL)
-    what = f"untagged build of cell {cell}" if cell else "untagged build stage (builder cache)"
+    what = f"untagged build of cell {cell}" if cell else "untagged build"
     return f"{what}, {image.size / 1e6:.0f} MB, made {_ago(age)}"

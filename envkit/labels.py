@@ -36,6 +36,7 @@ BASE = PREFIX + "base"
 # Set on the containers envkit creates.
 ROLE = PREFIX + "role"
 IMAGE = PREFIX + "image"
+RUN = PREFIX + "run"  # the per-run id, also in the container's name (gc checks both)
 
 # Set on the Kubernetes Jobs and ConfigMaps of one `validate --runner kubernetes` run (with MANAGED, ROLE).
 RUN = PREFIX + "run"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ from envkit.policy import Policy
 from envkit.render import hash_tag
 from envkit.report import Report
 from envkit.resolve import Cell, Plan
+from envkit.scratch import scratch_dir
 
 RECORD_SCHEMA = "envkit.promotion/1"
 VERDICT_SCHEMA = "envkit.verdict/1"
@@ -448,8 +448,7 @@ def verdict_labels(target: Target, digest: str) -> dict[str, str]:
 
 
 def _build_verdict(engine: Engine, target: Target, document: dict[str, Any], ours: list[str]) -> None:
-    with tempfile.TemporaryDirectory(prefix="envkit-verdict-") as folder:
-        context_dir = Path(folder)
+    with scratch_dir("envkit-verdict-") as context_dir:  # locked: `gc --all` leaves it alone
         (context_dir / VERDICT_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         (context_dir / "Dockerfile").write_text(VERDICT_DOCKERFILE)
         request = BuildRequest(

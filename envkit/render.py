@@ -81,11 +81,12 @@ class BuildContext:
         """Write the Dockerfile and context files into `directory` (created); returns the Dockerfile path."""
         directory.mkdir(parents=True, exist_ok=True)
         dockerfile = directory / "Dockerfile"
+        _unlink(dockerfile)  # a link left there must not lead the write into someone's file
         dockerfile.write_text(self.dockerfile, encoding="utf-8")
         for rel, source in sorted(self.files.items()):
             target = directory / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(source, target)
+            _copy(source, target)
         for rel, text in sorted(self.generated.items()):
             (directory / rel).write_text(text, encoding="utf-8")
         return dockerfile
@@ -389,10 +390,19 @@ def _wheelhouse_files(cell: Cell, folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise ConfigError(f"wheelhouse {folder} is not a folder", hint="pass --wheelhouse DIR")
     files = {}
+    root = folder.resolve()
     for path in sorted(folder.iterdir()):
         match = _WHEEL.fullmatch(path.name)
         if not match or not path.is_file():
             continue
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            # A link out of the wheelhouse would copy whatever it points at (a key, a token) into the
+            # build context; only links between files of the wheelhouse itself are followed.
+            raise ConfigError(
+                f"wheelhouse entry {path.name} is a link to {path.resolve()}, outside the wheelhouse",
+                where=Where(str(path)),
+                hint="put the wheel itself into the wheelhouse folder",
+            )
         # Only this cell's torch wheel goes into its context: other torch wheels are large and unused.
         if match["name"] == "torch" and match["version"].split("+")[0] != cell.torch:
             continue
@@ -415,10 +425,13 @@ def _content_hash(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    if target.exists():
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+def _unlink(path: Path) -> None:
+    if path.is_symlink() or path.exists():
+        path.unlink()
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A copy of `source`'s content at `target`: never a hard or symbolic link, so editing the rendered
+    context cannot edit the user's file (and no link already at `target` is written through)."""
+    _unlink(target)
+    shutil.copyfile(source, target)

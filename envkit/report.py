@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -307,7 +309,15 @@ class _BadJSON(ValueError):
 def _read_capped(path: Path) -> str:
     where = Where(str(path))
     try:
-        with path.open("rb") as handle:
+        # Opened without blocking and checked before reading: a FIFO or device named *.json would
+        # otherwise hang the reader or feed it without end.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(mode):
+                raise ConfigError("is not a regular file (a pipe or device?); not read", where=where)
             raw = handle.read(MAX_REPORT_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError("report file not found", where=where) from None

@@ -8,6 +8,8 @@ document could use to hurt us: non-standard tags, duplicate keys, alias bombs an
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +75,14 @@ def load_file(path: Path | str, max_bytes: int = MAX_BYTES) -> SourceDoc:
     `max_bytes` is raised only for files envkit writes itself (a lock of a large matrix)."""
     path = Path(path)
     try:
-        # Read one byte past the limit instead of trusting stat(): /dev/zero and pipes report size 0.
-        with path.open("rb") as handle:
+        # Opened without blocking, and only a regular file is read (a FIFO would hang the reader, a
+        # device feed it without end); one byte past the limit is read instead of trusting the size.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(mode):
+                raise ConfigError("is not a regular file (a pipe or device?)", where=Where(str(path)))
             data = handle.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise ConfigError(f"file is larger than {max_bytes} bytes", where=Where(str(path)))

@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from envkit import scratch
 from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, explain
 from envkit.commands._common import (
     add_locked_argument,
@@ -133,19 +134,19 @@ def run(args: argparse.Namespace) -> int:
         for cell_id, (action, why) in decisions.items():
             out.print(f"{action:5}  {escape(cell_id)}  {escape(why)}")
         return 0
-    state_dir = Path(".envkit") / the_plan.matrix.name
     secrets = parse_secrets(args.secret)
     if options.buildkit and options.ca_bundle is not None:
         secrets[CA_SECRET_ID] = options.ca_bundle
     settings = BuildSettings(
         jobs=args.jobs,
-        log_dir=args.log_dir or state_dir / "logs",
+        log_dir=args.log_dir or scratch.build_logs_dir(the_plan.matrix.name),
         secrets=secrets,
         force=args.force or args.no_cache,
         no_cache=args.no_cache,
         push=push,
+        state_root=scratch.STATE_ROOT,
     )
-    report_path = args.report or state_dir / "build-report.json"
+    report_path = args.report or scratch.build_report_path(the_plan.matrix.name)
     try:
         report = _build_with_progress(the_plan.matrix.file, contexts, engine, settings)
     except BuildInterrupted as interrupted:

@@ -19,6 +19,7 @@ from envkit.views import (
     print_gate,
     write_output,
 )
+from envkit.views.github import commands_fenced
 
 
 def register(sub: Any) -> None:
@@ -46,7 +47,8 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     result = run_gate(load_reports(args.reports), policy, baseline_path=args.baseline)
-    print_gate(console(), result)
+    with commands_fenced():  # report text is untrusted; the annotations below are envkit's own
+        print_gate(console(), result)
     if args.junit:
         write_output(args.junit, junit_xml(result))
     markdown = gate_markdown(result)

@@ -10,6 +10,7 @@ from rich.markup import escape
 from envkit import labels as L
 from envkit.engine import get_engine
 from envkit.gc import Leftover, collect, find_leftovers
+from envkit.scratch import builds_record_path
 from envkit.ui import console
 
 
@@ -17,11 +18,14 @@ def register(sub: Any) -> None:
     parser = sub.add_parser(
         "gc",
         help="remove leftover validation containers, untagged envkit images and scratch folders",
-        description="Remove what a killed or interrupted envkit left: validation containers, untagged "
-        f"images labelled {L.MANAGED}=true, and envkit-* scratch folders in the temp folder. Tagged "
-        "images (the base image included) are never touched. Without --all, anything a running envkit may "
-        "still use is kept: running containers, images and folders younger than an hour. Exit 0 when "
-        "everything planned was removed, 1 when something could not be, 3 when the engine is unreachable.",
+        description="Remove what a killed or interrupted envkit left: the validation containers it "
+        "created (named envkit-probe-<run id>), untagged images of builds recorded in "
+        f"{builds_record_path()} (run gc where you run build), and envkit-* scratch folders in the temp "
+        f"folder. Ownership never rests on {L.PREFIX}* labels, which images built FROM an envkit image "
+        "inherit. Tagged images (the base image included) are never touched. Without --all, anything a "
+        "running envkit may still use is kept: running containers, images and folders younger than an "
+        "hour. Exit 0 when everything planned was removed, 1 when something could not be, 3 when the "
+        "engine is unreachable.",
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     parser.add_argument(

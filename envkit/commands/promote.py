@@ -15,6 +15,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from envkit import scratch
 from envkit.commands._common import (
     add_matrix_argument,
     add_only_argument,
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_push_order(chosen)
         return 0
-    record = args.record or Path(".envkit") / the_plan.matrix.name / "promotion.json"
+    record = args.record or scratch.promotion_record_path(the_plan.matrix.name)
     context = Context(registry=registry, matrix=the_plan.matrix.file, policy=policy.source)
     try:
         promotion = publish(chosen, engine, context, on_step=lambda line: out.print(Text(line)))

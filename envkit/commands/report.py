@@ -11,6 +11,7 @@ from rich.markup import escape
 from envkit.report import load_reports
 from envkit.ui import console
 from envkit.views import print_reports, reports_html, reports_markdown, write_output
+from envkit.views.github import commands_fenced
 
 
 def register(sub: Any) -> None:
@@ -38,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
         write_output(args.markdown, reports_markdown(reports))
         out.print(f"wrote {escape(str(args.markdown))}")
     if not args.html and not args.markdown:
-        print_reports(out, reports)
+        with commands_fenced():
+            print_reports(out, reports)
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from envkit import scratch
 from envkit.commands._common import checked_plan
 from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine, parse_gpus
@@ -42,6 +43,7 @@ from envkit.validate import (
     validate_local,
 )
 from envkit.views import print_reports
+from envkit.views.github import commands_fenced
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)i?b?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
@@ -226,7 +228,8 @@ def _keep(out: Console, report: Report, path: Path) -> Report:
     """Write `report` to `path` and show it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dump_report(report), encoding="utf-8")
-    print_reports(out, [report])
+    with commands_fenced():
+        print_reports(out, [report])
     out.print(f"report: {escape(str(path))}")
     return report
 
@@ -351,6 +354,6 @@ def parse_size(text: str, flag: str) -> int:
 
 
 def _default_out(args: argparse.Namespace, ref: str) -> Path:
-    folder = args.out_dir or Path(".envkit") / "reports"
+    folder = args.out_dir or scratch.reports_dir()
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", ref).strip("._") or "report"
     return folder / f"{name}.json"

@@ -116,6 +116,9 @@ class ImageInfo:
 class ContainerSpec:
     image: str
     command: tuple[str, ...] = ()
+    # Replaces the image's ENTRYPOINT (and with it, its CMD); None keeps the image's own.
+    entrypoint: tuple[str, ...] | None = None
+    name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None
@@ -128,6 +131,18 @@ class ContainerSpec:
     gpus: str | None = None  # "all" | "2" | "device=0,1", as `docker run --gpus`
     working_dir: str | None = None
     read_only: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    running: bool
+
+
+class TooLarge(EngineError):
+    """A file or log read from a container is larger than the caller allows."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,8 +218,10 @@ class Engine(abc.ABC):
         """Copy files (relative name -> bytes, or a host file or folder) into `dest_dir` of a container."""
 
     @abc.abstractmethod
-    def get_file(self, cid: str, path: str) -> bytes | None:
-        """The bytes of one file in a container (running or stopped), or None when it does not exist."""
+    def get_file(self, cid: str, path: str, max_bytes: int | None = None) -> bytes | None:
+        """The bytes of one file in a container (running or stopped), or None when it does not exist.
+
+        With `max_bytes`, a file larger than that raises TooLarge before its content is read."""
 
     @abc.abstractmethod
     def start(self, cid: str) -> None:
@@ -215,8 +232,9 @@ class Engine(abc.ABC):
         """Wait for the container to stop; after `timeout_s` it is killed and reported timed_out."""
 
     @abc.abstractmethod
-    def logs(self, cid: str, tail: int | None = None) -> str:
-        """The container's stdout and stderr (the last `tail` lines when given)."""
+    def logs(self, cid: str, tail: int | None = None, max_bytes: int | None = None) -> str:
+        """The container's stdout and stderr (the last `tail` lines when given; with `max_bytes`,
+        at most the last that many bytes of them)."""
 
     @abc.abstractmethod
     def remove_container(self, cid: str) -> None:
@@ -225,6 +243,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def containers(self, label: str, all: bool = True) -> list[str]:
         """Ids of containers carrying `label`, stopped ones included unless all=False."""
+
+    @abc.abstractmethod
+    def containers_named(self, prefix: str) -> list[ContainerInfo]:
+        """Containers in any state whose name starts with `prefix`."""
 
     @abc.abstractmethod
     def push(self, ref: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from envkit.engine import MANAGED_LABEL, BuildFailed, BuildRequest, build_failure
 from envkit.engine.docker_sdk import LOG_TAIL_LINES, DockerSdkEngine, unreachable
 from envkit.errors import EngineUnavailable, UnsafeValueError
-from envkit.gc import scratch_dir
+from envkit.scratch import scratch_dir
 
 CLI_ENV = "ENVKIT_DOCKER_CLI"
 # Where distributions install the docker CLI, tried after every `docker` on PATH.

@@ -27,12 +27,14 @@ from envkit.engine import (
     MIN_API_VERSION,
     BuildFailed,
     BuildRequest,
+    ContainerInfo,
     ContainerSpec,
     Engine,
     EngineError,
     EngineInfo,
     ExitStatus,
     ImageInfo,
+    TooLarge,
     build_failure,
     parse_gpus,
 )
@@ -283,6 +285,8 @@ class DockerSdkEngine(Engine):
                 created = self.api.create_container(
                     image=spec.image,
                     command=list(spec.command) or None,
+                    entrypoint=None if spec.entrypoint is None else list(spec.entrypoint),
+                    name=spec.name,
                     labels={**spec.labels, MANAGED_LABEL: "true"},
                     environment=dict(spec.env),
                     user=spec.user,
@@ -298,14 +302,18 @@ class DockerSdkEngine(Engine):
         with translate(self.host, f"copying files into container {cid[:12]}"):
             self.api.put_archive(cid, "/", archive)
 
-    def get_file(self, cid: str, path: str) -> bytes | None:
+    def get_file(self, cid: str, path: str, max_bytes: int | None = None) -> bytes | None:
         with translate(self.host, f"reading {path} from container {cid[:12]}"):
             try:
-                stream, _stat = self.api.get_archive(cid, path)
-                data = b"".join(stream)
+                stream, stat = self.api.get_archive(cid, path)
             except docker.errors.NotFound:
                 return None
-        return _single_file(data, path)
+            size = int(stat.get("size") or 0)
+            if max_bytes is not None and size > max_bytes:
+                _close(stream)
+                raise TooLarge(f"{path} in the container is {size} bytes, more than the {max_bytes} allowed")
+            data = _bounded(stream, None if max_bytes is None else max_bytes + _TAR_SLACK, path)
+        return _single_file(data, path, max_bytes)
 
     def start(self, cid: str) -> None:
         with translate(self.host, f"starting container {cid[:12]}"):
@@ -336,9 +344,17 @@ class DockerSdkEngine(Engine):
         self.api.wait(cid, timeout=KILL_GRACE_S)
         return True
 
-    def logs(self, cid: str, tail: int | None = None) -> str:
+    def logs(self, cid: str, tail: int | None = None, max_bytes: int | None = None) -> str:
         with translate(self.host, f"reading the logs of container {cid[:12]}"):
-            raw = self.api.logs(cid, stdout=True, stderr=True, tail="all" if tail is None else tail)
+            chunks = self.api.logs(
+                cid, stdout=True, stderr=True, tail="all" if tail is None else tail, stream=True, follow=False
+            )
+            kept = bytearray()
+            for chunk in chunks:
+                kept += chunk
+                if max_bytes is not None and len(kept) > 2 * max_bytes:
+                    del kept[: len(kept) - max_bytes]
+        raw = bytes(kept if max_bytes is None else kept[-max_bytes:])
         return raw.decode("utf-8", errors="replace")
 
     def remove_container(self, cid: str) -> None:
@@ -354,6 +370,24 @@ class DockerSdkEngine(Engine):
     def containers(self, label: str, all: bool = True) -> list[str]:
         with translate(self.host, f"listing containers labelled {label}"):
             return [str(row["Id"]) for row in self.api.containers(all=all, filters={"label": label})]
+
+    def containers_named(self, prefix: str) -> list[ContainerInfo]:
+        with translate(self.host, f"listing containers named {prefix}*"):
+            rows = self.api.containers(all=True, filters={"name": prefix})
+        found = []
+        for row in rows:
+            names = [str(n).lstrip("/") for n in row.get("Names") or ()]
+            name = next((n for n in names if n.startswith(prefix)), None)
+            if name is not None:
+                found.append(
+                    ContainerInfo(
+                        id=str(row["Id"]),
+                        name=name,
+                        labels=dict(row.get("Labels") or {}),
+                        running=row.get("State") == "running",
+                    )
+                )
+        return found
 
 
 def describe_cause(error: BaseException) -> str:
@@ -446,10 +480,32 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def _single_file(archive: bytes, path: str) -> bytes:
+# Tar headers and padding around one file's content.
+_TAR_SLACK = 64 * 1024
+
+
+def _close(stream: Any) -> None:
+    with suppress(Exception):
+        stream.close()
+
+
+def _bounded(stream: Iterator[bytes], limit: int | None, path: str) -> bytes:
+    """The chunks of `stream` joined; TooLarge as soon as they pass `limit` bytes."""
+    data = bytearray()
+    for chunk in stream:
+        data += chunk
+        if limit is not None and len(data) > limit:
+            _close(stream)
+            raise TooLarge(f"{path} in the container is more than the {limit - _TAR_SLACK} bytes allowed")
+    return bytes(data)
+
+
+def _single_file(archive: bytes, path: str, max_bytes: int | None = None) -> bytes:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         for member in tar:
             if member.isfile():
+                if max_bytes is not None and member.size > max_bytes:
+                    raise TooLarge(f"{path} in the container is more than the {max_bytes} bytes allowed")
                 extracted = tar.extractfile(member)
                 return extracted.read() if extracted else b""
             if member.isdir():

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from envkit.gate import GateResult
@@ -21,6 +26,28 @@ def github_annotations(result: GateResult) -> list[str]:
     return lines
 
 
+@contextmanager
+def commands_fenced() -> Iterator[None]:
+    """Inside GitHub Actions, switch workflow commands off for what the block prints.
+
+    Whatever a report says reaches the log inside `::stop-commands::<token>` ... `::<token>::`, the
+    token random per block, so no `::add-mask::`, `::error::` or other command in untrusted text is
+    obeyed, even should it begin a line. Outside GitHub Actions it prints nothing extra.
+    """
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        yield
+        return
+    token = secrets.token_hex(16)
+    sys.stdout.write(f"::stop-commands::{token}\n")
+    sys.stdout.flush()
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stdout.write(f"::{token}::\n")
+        sys.stdout.flush()
+
+
 def append_github_summary(path: Path, markdown: str) -> None:
     """Append the Markdown to $GITHUB_STEP_SUMMARY, cut to stay under GitHub's 1 MiB limit."""
     existing = path.stat().st_size if path.exists() else 0
@@ -30,8 +57,10 @@ def append_github_summary(path: Path, markdown: str) -> None:
 
 
 def _gh_data(text: str) -> str:
+    # GitHub's own escaping for workflow-command data (actions/toolkit, command.ts escapeData).
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _gh_property(text: str) -> str:
+    # ... and for property values (escapeProperty): also ":" and ",".
     return _gh_data(text).replace(":", "%3A").replace(",", "%2C")

@@ -57,7 +57,9 @@ def counts_text(report: Report) -> str:
 
 def checks_table(report: Report) -> Table:
     """Every check record of one report with its status, summary and hint."""
-    table = Table(title=Text(display_name(report)), title_justify="left")
+    # "checks of": a title never begins with a report's (untrusted) text; never wrapped either.
+    title = Text(f"checks of {display_name(report)}", no_wrap=True, overflow="ellipsis")
+    table = Table(title=title, title_justify="left")
     for column in ("check", "status", "summary", "seconds"):
         table.add_column(column)
     for check in report.checks:
@@ -94,11 +96,13 @@ def print_gate(console: Console, result: GateResult) -> None:
     console.print(table)
     for verdict in result.verdicts:
         for finding in verdict.failures:
-            line = Text(f"FAIL {verdict.report.label} {finding.name}: ", style="red")
-            line.append(finding.message)
+            # One line each, never wrapped: report text must not begin a line (a CI log would read
+            # a line beginning with "::" as a workflow command).
+            line = Text(f"FAIL {_one_line(verdict.report.label)} {finding.name}: ", style="red")
+            line.append(_one_line(finding.message))
             if finding.hint:
-                line.append(f"\n     hint: {finding.hint}", style="italic")
-            console.print(line)
+                line.append(f" (hint: {_one_line(finding.hint)})", style="italic")
+            console.print(line, soft_wrap=True)
     overall = "PASS" if result.passed else "FAIL"
     console.print(
         Text(
@@ -106,3 +110,8 @@ def print_gate(console: Console, result: GateResult) -> None:
             style=STATUS_STYLE[overall],
         )
     )
+
+
+def _one_line(text: str) -> str:
+    """`text` on one line: line breaks shown as " / "."""
+    return " / ".join(part.strip() for part in text.splitlines() if part.strip())

@@ -20,7 +20,8 @@ from support import DemoImages
 from envkit.cli import main
 from envkit.engine import BuildRequest
 from envkit.engine.docker_sdk import DockerSdkEngine
-from envkit.gc import MIN_AGE_S, scratch_dir
+from envkit.gc import MIN_AGE_S
+from envkit.scratch import record_build, scratch_dir
 from envkit.validate import RunSettings, probe_container_spec
 
 LONG_AGO = "2020-01-01T00:00:00Z"
@@ -74,15 +75,23 @@ class Leftovers:
 
 @pytest.fixture
 def leftovers(
-    demo: DemoImages, engine: DockerSdkEngine, base_image: str, tmp_path: Path
+    demo: DemoImages,
+    engine: DockerSdkEngine,
+    base_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Leftovers]:
-    """What a killed envkit leaves, plus what a running one is using; all removed afterwards."""
+    """What a killed envkit leaves, plus what a running one is using; all removed afterwards.
+
+    The images count as envkit's builds: they are in the build record of .envkit/ (in tmp_path,
+    the current folder for the test)."""
+    monkeypatch.chdir(tmp_path)
     run = uuid.uuid4().hex[:12]
     image = engine.image(demo.images[0])
     assert image is not None
+    stopped = engine.create(probe_container_spec(image, RunSettings(), demo.images[0]))  # killed mid-run
     spec = probe_container_spec(image, RunSettings(), demo.images[0])
-    stopped = engine.create(spec)  # killed between create and remove
-    running = engine.create(dataclasses.replace(spec, command=("sleep", "600")))
+    running = engine.create(dataclasses.replace(spec, entrypoint=("sleep", "600"), command=()))
     engine.start(running)
     labels = {"io.envkit.managed": "true", "io.envkit.cell": "gc-test", "org.example.test-run": run}
     old = load_untagged_image(engine, labels, LONG_AGO)
@@ -90,6 +99,8 @@ def leftovers(
     young = engine.build(
         BuildRequest(context_dir=tmp_path, labels={"org.example.test-run": run}), lambda _: None
     )
+    record_build(old, "gc-test")
+    record_build(young, "gc-test")
     stale = Path(tempfile.mkdtemp(prefix="envkit-gc-test-"))
     then = time.time() - 2 * MIN_AGE_S
     os.utime(stale, (then, then))

@@ -154,4 +154,8 @@ def test_report_is_versioned_json(demo_reports: tuple[int, list[Report]]) -> Non
 
 
 def test_no_validation_container_is_left(engine: DockerSdkEngine, demo_reports: tuple[int, list[Report]]) -> None:
-    assert engine.containers("io.envkit.role=validate") == []
+    # Scoped to this test's runs (by the run id in each container's name): the engine is shared.
+    run_ids = [r.find("runner.container")[0].details["run_id"] for r in demo_reports[1]]
+    assert len(run_ids) == 2
+    names = {info.name for info in engine.containers_named("envkit-probe-")}
+    assert not names & {f"envkit-probe-{run_id}" for run_id in run_ids}

@@ -24,12 +24,14 @@ from envkit.engine import (
     MANAGED_LABEL,
     BuildFailed,
     BuildRequest,
+    ContainerInfo,
     ContainerSpec,
     Engine,
     EngineError,
     EngineInfo,
     ExitStatus,
     ImageInfo,
+    TooLarge,
     parse_gpus,
 )
 from envkit.errors import EngineUnavailable, RegistryError, UsageError
@@ -230,7 +232,9 @@ class FakeEngine(Engine):
         if spec.gpus is not None:
             parse_gpus(spec.gpus)
         cid = self._next_id("container")
-        labels = {**spec.labels, MANAGED_LABEL: "true"}
+        # As Docker does: a container carries its image's labels, then those it was created with.
+        image_labels = self.images_by_id[self._resolve(spec.image) or ""].labels
+        labels = {**image_labels, **spec.labels, MANAGED_LABEL: "true"}
         self.containers_by_id[cid] = FakeContainer(id=cid, spec=spec, labels=labels)
         return cid
 
@@ -249,9 +253,12 @@ class FakeEngine(Engine):
                 data = content.read_bytes() if isinstance(content, Path) else content
                 container.files[str(target)] = data
 
-    def get_file(self, cid: str, path: str) -> bytes | None:
+    def get_file(self, cid: str, path: str, max_bytes: int | None = None) -> bytes | None:
         self._check_up()
-        return self._container(cid).files.get(str(PurePosixPath(path)))
+        data = self._container(cid).files.get(str(PurePosixPath(path)))
+        if data is not None and max_bytes is not None and len(data) > max_bytes:
+            raise TooLarge(f"{path} in the container is {len(data)} bytes, more than the {max_bytes} allowed")
+        return data
 
     def start(self, cid: str) -> None:
         self._check_up()
@@ -274,13 +281,13 @@ class FakeEngine(Engine):
             )
         return container.status
 
-    def logs(self, cid: str, tail: int | None = None) -> str:
+    def logs(self, cid: str, tail: int | None = None, max_bytes: int | None = None) -> str:
         self._check_up()
         text = self._container(cid).log
-        if tail is None:
-            return text
-        lines = text.splitlines(keepends=True)
-        return "".join(lines[-tail:] if tail > 0 else [])
+        if tail is not None:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-tail:] if tail > 0 else [])
+        return text if max_bytes is None else text.encode()[-max_bytes:].decode(errors="replace")
 
     def remove_container(self, cid: str) -> None:
         self._check_up()
@@ -295,6 +302,16 @@ class FakeEngine(Engine):
             c.id
             for c in self.containers_by_id.values()
             if _has_label(c.labels, label) and (all or (c.started and c.status is None))
+        ]
+
+    def containers_named(self, prefix: str) -> list[ContainerInfo]:
+        self._check_up()
+        return [
+            ContainerInfo(
+                id=c.id, name=c.spec.name or "", labels=dict(c.labels), running=c.started and c.status is None
+            )
+            for c in self.containers_by_id.values()
+            if (c.spec.name or "").startswith(prefix)
         ]
 
     def push(self, ref: str) -> str:

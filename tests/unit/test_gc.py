@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from fakes import FakeEngine
 
+from envkit import labels as L
 from envkit.cli import main
 from envkit.engine import ContainerSpec, EngineError, ImageInfo
-from envkit.gc import MIN_AGE_S, collect, find_leftovers, scratch_dir
+from envkit.gc import MIN_AGE_S, collect, find_leftovers, probe_container_name
+from envkit.scratch import record_build, scratch_dir
 
 NOW = 1_900_000_000.0
 OLD = "2024-01-01T00:00:00.123456789Z"
@@ -40,8 +42,12 @@ def put_image(
     tags: tuple[str, ...] = (),
     digests: tuple[str, ...] = (),
     labels: dict[str, str] | None = None,
+    recorded: bool = True,
 ) -> str:
+    """An image on the fake engine; `recorded`: envkit's build record (in the current folder) lists it."""
     image_id = f"sha256:{name:0>64}"
+    if recorded:
+        record_build(image_id, "test-cell")
     engine.images_by_id[image_id] = ImageInfo(
         id=image_id,
         tags=tags,
@@ -59,10 +65,23 @@ def iso(seconds_ago: float) -> str:
     return datetime.fromtimestamp(NOW - seconds_ago, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def container(engine: FakeEngine, labels: dict[str, str], state: str) -> str:
-    if engine.image("acme/x:1") is None:
-        engine.add_image("acme/x:1")
-    cid = engine.create(ContainerSpec(image="acme/x:1", labels=labels))
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build record lives in .envkit/ of the current folder: one per test."""
+    monkeypatch.chdir(tmp_path)
+
+
+def container(
+    engine: FakeEngine, labels: dict[str, str], state: str, *, ours: bool = True, image: str = "acme/x:1"
+) -> str:
+    """A container; `ours`: named and labelled with a run id as validate creates them."""
+    if engine.image(image) is None:
+        engine.add_image(image)
+    name = None
+    if ours:
+        run_id = os.urandom(8).hex()
+        name, labels = probe_container_name(run_id), {**labels, L.RUN: run_id}
+    cid = engine.create(ContainerSpec(image=image, labels=labels, name=name))
     if state in ("running", "exited"):
         engine.start(cid)
     if state == "exited":
@@ -86,9 +105,7 @@ def test_validation_containers_go_in_any_state_but_running_ones_only_with_all(tm
     engine = FakeEngine()
     created, exited = container(engine, VALIDATE, "created"), container(engine, VALIDATE, "exited")
     running = container(engine, VALIDATE, "running")
-    other = container(
-        engine, {"purpose": "someone else's"}, "exited"
-    )  # managed, but no role: not ours to take
+    other = container(engine, VALIDATE, "exited", ours=False)  # envkit's labels, but not made by envkit
     found = by_ref(find_leftovers(engine, now=NOW, temp_dir=tmp_path))
     assert set(found) == {created, exited, running}
     assert found[created].removable and found[exited].removable
@@ -112,7 +129,7 @@ def test_only_untagged_old_managed_images_go_never_a_tagged_base(tmp_path: Path)
     odd = put_image(engine, "0dd", created="yesterday")
     found = by_ref(find_leftovers(engine, now=NOW, temp_dir=tmp_path))
     assert set(found) == {stage, unfinished, young, odd}
-    assert "cell c1" in found[unfinished].detail and "builder cache" in found[stage].detail
+    assert "cell c1" in found[unfinished].detail and "untagged build" in found[stage].detail
     assert not found[young].removable and "younger than an hour" in found[young].keep_reason
     assert not found[odd].removable and "unreadable" in found[odd].keep_reason
     outcomes = collect(engine, list(found.values()))
@@ -229,3 +246,62 @@ def test_ages_come_from_the_engine_timestamp_with_nanoseconds(tmp_path: Path) ->
     assert [
         item.removable for item in find_leftovers(engine, now=NOW + MIN_AGE_S + 2, temp_dir=tmp_path)
     ] == [True, True]
+
+
+def test_a_users_container_from_an_image_with_envkit_labels_survives_gc_all(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    # An image built FROM an envkit image inherits every io.envkit.* label, role and run id included.
+    engine.add_image("user/app:1", labels={**VALIDATE, L.MANAGED: "true", L.RUN: "0" * 16})
+    users = container(engine, {}, "running", ours=False, image="user/app:1")
+    mimic = engine.create(ContainerSpec(image="user/app:1", name=probe_container_name("1" * 16)))
+    ours = container(engine, VALIDATE, "exited", image="user/app:1")
+    found = by_ref(find_leftovers(engine, everything=True, now=NOW, temp_dir=tmp_path))
+    assert set(found) == {ours}  # the mimic's run label (inherited) does not match its name
+    collect(engine, list(found.values()))
+    assert set(engine.containers_by_id) == {users, mimic}
+
+
+def test_a_users_untagged_image_built_from_an_envkit_image_survives_gc_all(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    inherited = {L.MANAGED: "true", L.CELL: "c1", L.CONTENT_HASH: "0" * 64}
+    users = put_image(engine, "05e5", labels=inherited, recorded=False)
+    ours = put_image(engine, "0u5", labels=inherited)
+    found = by_ref(find_leftovers(engine, everything=True, now=NOW, temp_dir=tmp_path))
+    assert set(found) == {ours}
+    collect(engine, list(found.values()))
+    assert users in engine.images_by_id and ours not in engine.images_by_id
+
+
+def test_stage_images_a_classic_build_printed_are_recorded_and_go_but_not_its_base(tmp_path: Path) -> None:
+    from collections.abc import Callable
+
+    from cells import cell
+
+    from envkit.build import BuildSettings, build_contexts
+    from envkit.engine import BuildRequest
+    from envkit.render import RenderOptions, render_cell
+
+    base = put_image(engine := FakeEngine(), "ba5e" * 16, recorded=False)
+    stage = put_image(engine, "57a9" * 16, recorded=False)
+
+    class Classic(FakeEngine):
+        def build(self, req: BuildRequest, on_line: Callable[[str], None]) -> str:
+            for line in (
+                "Step 1/3 : FROM envkit-local/debian:bookworm AS builder",
+                f" ---> {base[7:19]}",
+                "Step 2/3 : RUN python3 -m venv /opt/venv",
+                " ---> Running in 0123456789ab",
+                f" ---> {stage[7:19]}",
+                "Step 3/3 : FROM envkit-local/debian:bookworm",
+                f" ---> {base[7:19]}",
+            ):
+                on_line(line)
+            return super().build(req, on_line)
+
+    builder = Classic()
+    context = render_cell(cell(id="a"), "m.yaml", {}, RenderOptions())
+    settings = BuildSettings(log_dir=tmp_path / "logs", state_root=tmp_path / ".envkit")
+    [result] = build_contexts("m.yaml", [context], builder, settings).results
+    found = by_ref(find_leftovers(engine, everything=True, now=NOW, temp_dir=tmp_path))
+    assert set(found) == {stage}  # the base (its id followed a FROM) is not envkit's
+    assert result.image_id is not None
