@@ -29,6 +29,12 @@ OS = PREFIX + "os"
 FLAVOR = PREFIX + "flavor"
 DRIVER_FLOOR = PREFIX + "driver-floor"
 ARCH_LIST = PREFIX + "arch-list"
+# Set when the matrix uses the keys that make an image yours (envkit.custom).
+APT = PREFIX + "apt"
+ENV_NAMES = PREFIX + "env"
+USER = PREFIX + "user"
+COPY = PREFIX + "copy"
+STEPS = PREFIX + "steps"
 
 # Set on the local base image that scripts/make-base-image.sh makes.
 BASE = PREFIX + "base"

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from envkit import custom, safety
 from envkit import labels as L
-from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.yamlsrc import SourceDoc, load_file
 
@@ -23,7 +23,7 @@ AXES = ("torch", "cuda", "cudnn", "python", "os", "flavor")
 FLAVORS = ("runtime", "devel", "cpu")
 PYTHON_SOURCES = ("auto", "distro", "standalone")
 TORCH_SOURCES = ("index", "pypi", "wheelhouse")
-CELL_SETTINGS = ("base", "python_source", "torch_source", "packages")
+CELL_SETTINGS = ("base", "python_source", "torch_source", "packages", *custom.KEYS)
 NO_CUDA = ("none", "cpu")
 DEFAULT_TAG = "{torch}-{variant}-py{python}-{os}-{flavor}"
 MAX_RAW_CELLS = 100_000
@@ -40,6 +40,7 @@ TOP_KEYS = (
     "python_source",
     "torch_source",
     "packages",
+    *custom.KEYS,
     "base",
     "labels",
     "torch_index",
@@ -69,6 +70,12 @@ class CellSettings:
     python_source: str = "auto"
     torch_source: str = "index"
     packages: tuple[str, ...] = ()
+    # The keys that make an image yours (envkit.custom).
+    apt: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    user: custom.UserSpec | None = None
+    copy: tuple[custom.CopySpec, ...] = ()
+    steps: tuple[custom.Step, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +257,7 @@ def _merge_settings(base: CellSettings, overrides: Mapping[str, Any]) -> CellSet
     changes = dict(overrides)
     if "packages" in overrides:
         changes["packages"] = tuple(dict.fromkeys((*base.packages, *overrides["packages"])))
+    changes.update(_merge_custom(base, overrides))
     return replace(base, **changes)
 
 
@@ -461,7 +469,34 @@ def _settings_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str
         out["torch_source"] = _choice(doc, (*path, "torch_source"), TORCH_SOURCES)
     if data.get("packages") is not None:
         out["packages"] = _packages(doc, (*path, "packages"))
+    out.update(_custom_overrides(doc, path, data))
     return out
+
+
+def _custom_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str, Any]) -> dict[str, Any]:
+    """`apt`, `env`, `user`, `copy`, `steps` (envkit.custom): one parser per key."""
+    parsers = {
+        "apt": custom.parse_apt,
+        "env": custom.parse_env,
+        "user": custom.parse_user,
+        "copy": custom.parse_copy,
+        "steps": custom.parse_steps,
+    }
+    return {key: parse(doc, (*path, key)) for key, parse in parsers.items() if data.get(key) is not None}
+
+
+def _merge_custom(base: CellSettings, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists add (apt: no duplicates), `env` names override, `user` replaces."""
+    changes: dict[str, Any] = {}
+    if "apt" in overrides:
+        changes["apt"] = tuple(dict.fromkeys((*base.apt, *overrides["apt"])))
+    if "env" in overrides:
+        changes["env"] = custom.merge_env(base.env, overrides["env"])
+    if "copy" in overrides:
+        changes["copy"] = (*base.copy, *overrides["copy"])
+    if "steps" in overrides:
+        changes["steps"] = (*base.steps, *overrides["steps"])
+    return changes
 
 
 def _settings_from(
