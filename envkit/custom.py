@@ -141,20 +141,31 @@ def parse_copy(doc: SourceDoc, path: tuple[Any, ...]) -> tuple[CopySpec, ...]:
 def confined_file(folder: Path, src: str, where: Any) -> Path:
     """The real path of `src` (relative to `folder`); refused when it leaves the folder, even through a
     symbolic link, or is not a regular file."""
-    if not src or os.path.isabs(src) or "\\" in src or any(part == ".." for part in Path(src).parts):
+    if (
+        not src
+        or len(src) > 1024
+        or not src.isprintable()
+        or os.path.isabs(src)
+        or "\\" in src
+        or any(part == ".." for part in Path(src).parts)
+    ):
         raise UnsafeValueError(
             f"copy source {src!r} is not a relative path inside the matrix's folder",
             where=where,
             hint="name a file next to the matrix file, e.g. files/app.cfg",
         )
-    real = Path(os.path.realpath(folder / src))
+    try:
+        real = Path(os.path.realpath(folder / src))
+        is_file = real.is_file()
+    except (OSError, ValueError):
+        raise ConfigError(f"copy source {src!r} cannot be read", where=where) from None
     if real != folder and folder not in real.parents:
         raise UnsafeValueError(
             f"copy source {src!r} leads outside the matrix's folder (to {real})",
             where=where,
             hint="copy the file into the matrix's folder instead of linking to it",
         )
-    if not real.is_file():
+    if not is_file:
         raise ConfigError(
             f"copy source {src!r} is not a file",
             where=where,
