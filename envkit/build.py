@@ -95,6 +95,8 @@ class BuildSettings:
     secrets: Mapping[str, Path] = field(default_factory=dict)
     force: bool = False
     no_cache: bool = False
+    # Build labels outside the content hash (envkit.provenance): created, source, revision.
+    provenance: Mapping[str, str] = field(default_factory=dict)
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -241,6 +243,7 @@ def _build_one(
     try:
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
+            base_label = {**settings.provenance, **base_label}
             image_id = _run_build(context, engine, settings, scratch, log, cancel, progress, base_label)
         if cancel.is_set():
             discard_untagged(engine, image_id)

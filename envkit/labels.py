@@ -36,6 +36,11 @@ USER = PREFIX + "user"
 COPY = PREFIX + "copy"
 STEPS = PREFIX + "steps"
 
+# OCI labels set at build time, outside the content hash (envkit.provenance).
+OCI_CREATED = "org.opencontainers.image.created"
+OCI_SOURCE = "org.opencontainers.image.source"
+OCI_REVISION = "org.opencontainers.image.revision"
+
 # Set on the local base image that scripts/make-base-image.sh makes.
 BASE = PREFIX + "base"
 

@@ -20,6 +20,7 @@ from envkit.commands._common import (
     render_selected,
 )
 from envkit.engine import get_engine
+from envkit.provenance import build_labels
 from envkit.render import CA_SECRET_ID
 from envkit.ui import console
 
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         secrets=secrets,
         force=args.force or args.no_cache,
         no_cache=args.no_cache,
+        provenance=build_labels(the_plan.matrix.file),
     )
     report_path = args.report or state_dir / "build-report.json"
     try:
