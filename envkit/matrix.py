@@ -17,6 +17,7 @@ from typing import Any
 from envkit import custom, safety
 from envkit import labels as L
 from envkit.errors import ConfigError, UnsafeValueError, Where
+from envkit.userchecks import UserChecks, parse_checks
 from envkit.yamlsrc import SourceDoc, load_file
 
 AXES = ("torch", "cuda", "cudnn", "python", "os", "flavor")
@@ -41,6 +42,7 @@ TOP_KEYS = (
     "torch_source",
     "packages",
     *custom.KEYS,
+    "checks",
     "base",
     "labels",
     "torch_index",
@@ -118,6 +120,8 @@ class Matrix:
     labels: Mapping[str, str]
     torch_index: str | None
     where: Where = field(repr=False)
+    # `checks:` (envkit.userchecks): run by `envkit validate --matrix` next to envkit's own checks.
+    checks: UserChecks | None = None
 
 
 def load_matrix(path: Path | str) -> Matrix:
@@ -155,6 +159,7 @@ def parse_matrix(doc: SourceDoc) -> Matrix:
         labels=_parse_labels(doc),
         torch_index=_optional_url(doc, ("torch_index",)),
         where=doc.where(),
+        checks=parse_checks(doc, ("checks",)) if _get(data, ("checks",)) is not None else None,
     )
     if not matrix.axes and not matrix.include:
         raise ConfigError(

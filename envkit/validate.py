@@ -30,10 +30,12 @@ from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageI
 from envkit.errors import ConfigError, EnvkitError
 from envkit.gc import scratch_dir
 from envkit.report import SCHEMA, Report, clean_text, report_from_dict
+from envkit.userchecks import UserChecks, metadata_records
 
 PROBE_PACKAGE = "envkit_probe"
 WORKDIR = "/tmp/envkit"
 RESULT = f"{WORKDIR}/out/result.json"
+USER_CHECKS = "user-checks.json"
 PROFILE_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
 LOG_TAIL = 40
 
@@ -71,6 +73,7 @@ class RunSettings:
     user: str | None = None
     only: tuple[str, ...] = ()
     require_gpu: bool = False
+    user_checks: UserChecks | None = None
 
     @property
     def timeout(self) -> float:
@@ -91,6 +94,7 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
         image=image,
         ref=ref,
         runner=_fate(probe.status, time.monotonic() - clock, probe.logs, settings),
+        extra=metadata_records(settings.user_checks, image) if settings.user_checks else [],
     )
 
 
@@ -109,6 +113,9 @@ def validate_local(settings: RunSettings, python: str | None = None) -> Report:
             str(out),
             *_only_args(settings),
         ]
+        if settings.user_checks and settings.user_checks.in_image():
+            (tmp / USER_CHECKS).write_text(settings.user_checks.probe_json(), encoding="utf-8")
+            command += ["--user-checks", str(tmp / USER_CHECKS)]
         env = {**os.environ, "PYTHONPATH": _package_root() + os.pathsep + os.environ.get("PYTHONPATH", "")}
         try:
             done = subprocess.run(command, env=env, timeout=settings.timeout, capture_output=True, text=True)
@@ -156,6 +163,7 @@ def probe_container_spec(image: ImageInfo, settings: RunSettings, ref: str | Non
             "--labels",
             f"{WORKDIR}/labels.json",
             *_only_args(settings),
+            *_user_checks_args(settings),
         ),
         labels={
             L.MANAGED: "true",
@@ -175,7 +183,7 @@ def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSett
     cid = engine.create(probe_container_spec(image, settings, ref))
     try:
         with scratch_dir("envkit-probe-") as tmp:
-            engine.put_files(cid, "/tmp", {"envkit": _stage_probe(tmp, image.labels)})
+            engine.put_files(cid, "/tmp", {"envkit": _stage_probe(tmp, image.labels, settings.user_checks)})
         engine.start(cid)
         status = engine.wait(cid, settings.timeout)
         try:
@@ -190,7 +198,7 @@ def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSett
     return _ProbeRun(status=status, result=_parse_result(raw), logs=logs)
 
 
-def _stage_probe(folder: Path, labels: Mapping[str, str]) -> Path:
+def _stage_probe(folder: Path, labels: Mapping[str, str], user_checks: UserChecks | None = None) -> Path:
     """Lay out /tmp/envkit: the probe as a package, pynvml if we have it, labels, a writable out/."""
     root = folder / "envkit"
     shutil.copytree(
@@ -200,6 +208,8 @@ def _stage_probe(folder: Path, labels: Mapping[str, str]) -> Path:
     if nvml is not None:
         shutil.copy(nvml, root / "pynvml.py")
     (root / "labels.json").write_text(json.dumps(dict(labels), sort_keys=True), encoding="utf-8")
+    if user_checks and user_checks.in_image():
+        (root / USER_CHECKS).write_text(user_checks.probe_json(), encoding="utf-8")
     out = root / "out"
     out.mkdir()
     out.chmod(0o1777)  # the image's own user, whoever it is, writes the result here
@@ -228,6 +238,12 @@ def _host_pynvml() -> Path | None:
 
 def _only_args(settings: RunSettings) -> list[str]:
     return ["--only", *settings.only] if settings.only else []
+
+
+def _user_checks_args(settings: RunSettings) -> list[str]:
+    if settings.user_checks is None or not settings.user_checks.in_image():
+        return []
+    return ["--user-checks", f"{WORKDIR}/{USER_CHECKS}"]
 
 
 def _parse_result(raw: bytes | None) -> dict[str, Any] | None:
@@ -320,8 +336,10 @@ def _assemble(
     image: ImageInfo | None,
     ref: str | None,
     runner: dict[str, Any],
+    extra: list[dict[str, Any]] | None = None,
 ) -> Report:
     checks = [_clean_check(c) for c in (result or {}).get("checks", []) if isinstance(c, dict)]
+    checks += extra or []  # judged on the host (user metadata checks): trusted, not cleaned
     checks.append(_runner_check(result, runner))
     if settings.require_gpu:
         checks = [_require_gpu(c) for c in checks]

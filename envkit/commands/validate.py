@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from envkit.matrix import load_matrix
 from envkit.report import Report, dump_report
 from envkit.resolve import plan
 from envkit.ui import console
+from envkit.userchecks import load_checks
 from envkit.validate import RunSettings, failed, host_has_gpu, validate_image, validate_local
 from envkit.views import print_reports
 
@@ -58,6 +60,12 @@ def register(sub: Any) -> None:
         "--timeout", type=float, metavar="SECONDS", help="whole-probe timeout (default by profile)"
     )
     parser.add_argument("--user", metavar="USER", help="run as this user (default: the image's own user)")
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        metavar="FILE",
+        help="also run the user.* checks declared in FILE (default with --matrix: its `checks:`)",
+    )
     parser.add_argument("--only", action="append", default=[], metavar="CHECK", help="run only this check id")
     parser.add_argument("-o", "--out", type=Path, metavar="FILE", help="report file (one image, or --local)")
     parser.add_argument(
@@ -68,15 +76,20 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     targets = list(args.images)
+    matrix_checks = None
     if args.matrix:
-        targets += [cell.image for cell in plan(load_matrix(args.matrix)).cells]
+        matrix = load_matrix(args.matrix)
+        targets += [cell.image for cell in plan(matrix).cells]
+        matrix_checks = matrix.checks
     if args.local == bool(targets):
         raise UsageError(
             "name IMAGEs (or --matrix), or use --local", hint="e.g. envkit validate acme/pytorch:2.6"
         )
     if args.out and len(targets) > 1:
         raise UsageError("--out takes one image; use --out-dir for several")
-    settings = _settings(args)
+    settings = replace(
+        _settings(args), user_checks=load_checks(args.checks) if args.checks else matrix_checks
+    )
     reports: list[tuple[Report, Path]] = []
     if args.local:
         reports.append((validate_local(settings, args.python), args.out or _default_out(args, "local")))
