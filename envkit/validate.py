@@ -94,8 +94,16 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
         image=image,
         ref=ref,
         runner=_fate(probe.status, time.monotonic() - clock, probe.logs, settings),
-        extra=metadata_records(settings.user_checks, image) if settings.user_checks else [],
+        extra=_metadata_checks(settings, image),
     )
+
+
+def _metadata_checks(settings: RunSettings, image: ImageInfo) -> list[dict[str, Any]]:
+    """The user's metadata checks, judged here from the engine's view of the image (`--only` applies)."""
+    if settings.user_checks is None:
+        return []
+    records = metadata_records(settings.user_checks, image)
+    return [r for r in records if not settings.only or r["id"] in settings.only]
 
 
 def validate_local(settings: RunSettings, python: str | None = None) -> Report:
