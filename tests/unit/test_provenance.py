@@ -40,3 +40,20 @@ def test_revision_and_source_come_from_the_checkout_without_credentials(tmp_path
     labels = build_labels(str(tmp_path / "m.yaml"), {})
     assert labels[REVISION] == git("rev-parse", "HEAD").strip()
     assert labels[SOURCE] == "https://git.example.org/acme/images.git"
+
+
+def test_build_sets_the_labels_on_the_image_and_leaves_the_hash_alone(tmp_path: Path) -> None:
+    from cells import cell
+    from fakes import FakeEngine
+
+    from envkit.build import BuildSettings, build_contexts
+    from envkit.render import RenderOptions, render_cell
+
+    engine = FakeEngine()
+    context = render_cell(cell(id="a"), "m", {}, RenderOptions())
+    labels = {CREATED: "2023-11-14T22:13:20Z", REVISION: "f" * 40}
+    settings = BuildSettings(jobs=1, log_dir=tmp_path / "logs", provenance=labels)
+    build_contexts("m.yaml", [context], engine, settings)
+    (request,) = engine.builds
+    assert request.labels[CREATED] == "2023-11-14T22:13:20Z" and request.labels[REVISION] == "f" * 40
+    assert CREATED not in context.dockerfile and CREATED not in context.labels
