@@ -234,3 +234,12 @@ def test_a_hanging_user_command_is_killed_at_its_timeout(tmp_path: Path) -> None
     assert "did not finish within 1 s and was killed" in record["summary"]
     assert record["details"]["timed_out"] is True
     assert record["details"]["exit_code"] == -9  # SIGKILL to its process group
+
+
+def test_the_probe_leaves_user_ids_it_does_not_run_to_the_host(tmp_path: Path) -> None:
+    spec = tmp_path / "user-checks.json"
+    spec.write_text(json.dumps({"checks": [{"id": "user.env", "kind": "env", "name": "PATH", "set": True}]}))
+    out = tmp_path / "result.json"
+    argv = ["--user-checks", str(spec), "--only", "user.env", "user.runs-as-app", "--out", str(out), "--quiet"]
+    assert probe_main(argv) == 0
+    assert [record["id"] for record in json.loads(out.read_text())["checks"]] == ["user.env"]
