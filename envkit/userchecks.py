@@ -110,9 +110,25 @@ def parse_checks(doc: SourceDoc, path: tuple[Any, ...]) -> UserChecks:
     return UserChecks(file=doc.file, checks=tuple(checks))
 
 
-def metadata_records(checks: UserChecks, image: ImageInfo) -> list[dict[str, Any]]:
-    """Report records (envkit.report shape) for the `metadata` checks, judged from the image's config."""
+def metadata_records(checks: UserChecks, image: ImageInfo | None) -> list[dict[str, Any]]:
+    """Report records (envkit.report shape) for the `metadata` checks, judged from the image's config;
+    SKIP when there is no image (the probe ran on a host, `--local`)."""
+    if image is None:
+        return [_skipped(check) for check in checks.metadata()]
     return [_metadata_record(check, image) for check in checks.metadata()]
+
+
+def _skipped(check: UserCheck) -> dict[str, Any]:
+    return {
+        "id": check.id,
+        "status": "SKIP",
+        "summary": "no image configuration to read (the probe ran on this host)",
+        "metrics": {},
+        "duration_s": 0.0,
+        "hint": None,
+        "device": None,
+        "details": {"kind": "metadata", "expected": dict(check.settings)},
+    }
 
 
 # --- parsing -------------------------------------------------------------------------------------------

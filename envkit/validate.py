@@ -98,8 +98,9 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     )
 
 
-def _metadata_checks(settings: RunSettings, image: ImageInfo) -> list[dict[str, Any]]:
-    """The user's metadata checks, judged here from the engine's view of the image (`--only` applies)."""
+def _metadata_checks(settings: RunSettings, image: ImageInfo | None) -> list[dict[str, Any]]:
+    """The user's metadata checks, judged here from the engine's view of the image (`--only` applies);
+    SKIP without an image (`--local`)."""
     if settings.user_checks is None:
         return []
     records = metadata_records(settings.user_checks, image)
@@ -140,6 +141,7 @@ def validate_local(settings: RunSettings, python: str | None = None) -> Report:
         image=None,
         ref=None,
         runner=_fate(status, time.monotonic() - clock, logs, settings),
+        extra=_metadata_checks(settings, None),
     )
 
 

@@ -243,3 +243,8 @@ def test_the_probe_leaves_user_ids_it_does_not_run_to_the_host(tmp_path: Path) -
     argv = ["--user-checks", str(spec), "--only", "user.env", "user.runs-as-app", "--out", str(out), "--quiet"]
     assert probe_main(argv) == 0
     assert [record["id"] for record in json.loads(out.read_text())["checks"]] == ["user.env"]
+
+
+def test_metadata_checks_skip_without_an_image() -> None:
+    records = metadata_records(load_checks(EXAMPLE_CHECKS), None)
+    assert [(r["id"], r["status"]) for r in records] == [("user.runs-as-app", "SKIP")]
