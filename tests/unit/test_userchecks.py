@@ -240,7 +240,16 @@ def test_the_probe_leaves_user_ids_it_does_not_run_to_the_host(tmp_path: Path) -
     spec = tmp_path / "user-checks.json"
     spec.write_text(json.dumps({"checks": [{"id": "user.env", "kind": "env", "name": "PATH", "set": True}]}))
     out = tmp_path / "result.json"
-    argv = ["--user-checks", str(spec), "--only", "user.env", "user.runs-as-app", "--out", str(out), "--quiet"]
+    argv = [
+        "--user-checks",
+        str(spec),
+        "--only",
+        "user.env",
+        "user.runs-as-app",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert probe_main(argv) == 0
     assert [record["id"] for record in json.loads(out.read_text())["checks"]] == ["user.env"]
 
@@ -248,3 +257,36 @@ def test_the_probe_leaves_user_ids_it_does_not_run_to_the_host(tmp_path: Path) -
 def test_metadata_checks_skip_without_an_image() -> None:
     records = metadata_records(load_checks(EXAMPLE_CHECKS), None)
     assert [(r["id"], r["status"]) for r in records] == [("user.runs-as-app", "SKIP")]
+
+
+class _Seen(Exception):
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_validate_takes_the_matrix_checks_or_the_checks_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    import envkit.commands.validate as command
+    from envkit.cli import main
+
+    def seen(engine: object, ref: str, settings: RunSettings) -> None:
+        raise _Seen(settings)
+
+    monkeypatch.setattr(command, "get_engine", lambda: type("E", (), {"info": lambda self: None})())
+    monkeypatch.setattr(command, "validate_image", seen)
+    monkeypatch.setattr(command, "host_has_gpu", lambda: False)
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(
+        "image: {repository: acme/x}\ntorch_index: https://example.org/whl\n"
+        "axes: {torch: ['2.13.0'], cuda: [none], python: ['3.11'], os: [debian12], flavor: [cpu]}\n"
+        "checks: [{id: from-matrix, env: {name: A, equals: b}}]\n"
+    )
+    argv = ["validate", "--matrix", str(matrix)] + (["--checks", str(EXAMPLE_CHECKS)] if flag else [])
+    with pytest.raises(_Seen) as caught:
+        main(argv)
+    checks = caught.value.settings.user_checks
+    assert checks is not None
+    expected = [c.id for c in load_checks(EXAMPLE_CHECKS).checks] if flag else ["user.from-matrix"]
+    assert [c.id for c in checks.checks] == expected
