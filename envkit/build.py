@@ -19,13 +19,12 @@ from typing import Any
 
 from envkit import __version__
 from envkit import labels as L
-from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
+from envkit.engine import BuildEnvironmentFault, BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
 from envkit.errors import EngineUnavailable, EnvkitError
 from envkit.gc import scratch_dir
 from envkit.render import BuildContext
 
 BUILD_SCHEMA = "envkit.build/1"
-STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
 HASH_LABEL = L.CONTENT_HASH
 BASE_ID_LABEL = L.BASE_ID
@@ -52,6 +51,7 @@ class CellResult:
     log: str | None = None
     error: str | None = None
     log_tail: str | None = None
+    environment_fault: bool = False  # the environment failed the build (exit 3), not the Dockerfile
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +68,13 @@ class BuildReport:
     @property
     def failed(self) -> tuple[CellResult, ...]:
         return tuple(r for r in self.results if r.status in ("failed", "cancelled"))
+
+    @property
+    def exit_code(self) -> int:
+        """0 all built or skipped, 1 a cell failed, 3 the environment failed a cell (DESIGN.md)."""
+        if any(r.environment_fault for r in self.failed):
+            return 3
+        return 1 if self.failed else 0
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -114,11 +121,40 @@ def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInf
 
 def decide(contexts: Sequence[BuildContext], engine: Engine, force: bool = False) -> dict[str, str]:
     """Per cell id: "skip" when its image is up to date (see `up_to_date`), else "build"."""
+    return {cell_id: action for cell_id, (action, _) in explain(contexts, engine, force).items()}
+
+
+def explain(
+    contexts: Sequence[BuildContext], engine: Engine, force: bool = False
+) -> dict[str, tuple[str, str]]:
+    """Per cell id: ("build" or "skip", why) — no image, which input changed, base moved, or forced."""
     decisions = {}
     for context in contexts:
-        fresh = up_to_date(context, engine.image(context.cell.image), engine.image(context.cell.base))
-        decisions[context.cell.id] = "skip" if fresh and not force else "build"
+        existing, base = engine.image(context.cell.image), engine.image(context.cell.base)
+        why = stale_reason(context, existing, base)
+        if why is None:
+            decisions[context.cell.id] = ("build", "forced") if force else ("skip", "up to date")
+        else:
+            decisions[context.cell.id] = ("build", why)
     return decisions
+
+
+def stale_reason(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> str | None:
+    """Why the cell's image is out of date (the converse of `up_to_date`), or None when it is not."""
+    if existing is None:
+        return f"no image {context.cell.image}"
+    if existing.labels.get(HASH_LABEL) != context.content_hash:
+        changed = [
+            f"{key.removeprefix(L.PREFIX)} {existing.labels.get(key) or '-'} → {value or '-'}"
+            for key, value in sorted(context.labels.items())
+            if key.startswith(L.PREFIX) and key != HASH_LABEL and existing.labels.get(key, "") != value
+        ]
+        inputs = "; ".join(changed) or "the Dockerfile or build files (packages, wheels, templates)"
+        return f"content hash differs: {inputs}"
+    if not up_to_date(context, existing, base):
+        was, now = existing.labels.get(BASE_ID_LABEL, ""), base.id if base else "?"
+        return f"base {context.cell.base} moved: built on {was[:19]}, now {now[:19]}"
+    return None
 
 
 def build_contexts(
@@ -250,13 +286,15 @@ def _build_one(
             raise Cancelled("interrupted; the finished image was removed untagged")
         image = _verify_and_tag(context, engine, image_id)
     except BuildFailed as failure:
+        error = failure.message.splitlines()[0]
         return _result(
             context,
             "failed",
             duration_s=time.monotonic() - clock,
             log=str(log_path),
-            error=failure.message.splitlines()[0],
+            error=f"{error} ({failure.hint})" if isinstance(failure, BuildEnvironmentFault) else error,
             log_tail=_tail(log_path),
+            environment_fault=isinstance(failure, BuildEnvironmentFault),
         )
     return _result(
         context,

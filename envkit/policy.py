@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from envkit.errors import ConfigError, Where
+from envkit.probe import registry
 from envkit.report import CHECK_ID, METRIC_NAME, PROFILES, STATUSES
 from envkit.yamlsrc import SourceDoc, load_file
 
@@ -128,6 +129,26 @@ class Policy:
         return list(dict.fromkeys((rule.check, rule.metric) for rule in self.thresholds))
 
 
+# The record `envkit validate` writes itself for the container's fate (envkit/validate.py).
+RUNNER_CHECK = "runner.container"
+
+
+USER_CHECK_PREFIX = "user."
+
+
+def known_check_ids() -> tuple[str, ...]:
+    """Every check id a report can hold: the probe's, in suite order, its self-tests, the runner's."""
+    return (*(spec.id for spec in (*registry.CHECKS, *registry.SELFTESTS)), RUNNER_CHECK)
+
+
+def check_id_hint(text: str) -> str:
+    """'did you mean …?' for a misspelt check id, or the list of known ids."""
+    close = difflib.get_close_matches(text, registry.public_ids(), n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known checks: {', '.join(registry.public_ids())}"
+
+
 def gpu_matches(pattern: str, gpu_name: str) -> bool:
     """Case-insensitive fnmatch on the GPU name, also tried without a leading "NVIDIA " ("H100*" works)."""
     pattern, name = pattern.lower(), gpu_name.lower()
@@ -199,6 +220,9 @@ class _PolicyParser:
     def check_id(self, value: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(value, str) or not CHECK_ID.match(value):
             raise self.fail(path, f"{value!r} is not a check id", "check ids look like gpu.visibility")
+        # user.* ids name the checks a matrix's author declares (envkit.userchecks): any is allowed.
+        if value not in known_check_ids() and not value.startswith(USER_CHECK_PREFIX):
+            raise self.fail(path, f"unknown check {value!r}", check_id_hint(value))
         return value
 
     def statuses(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
@@ -235,7 +259,14 @@ class _PolicyParser:
             return ()
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of glob patterns, got {_kind(value)}")
-        return tuple(self.glob(item, (*path, i)) for i, item in enumerate(value))
+        return tuple(self.check_pattern(item, (*path, i)) for i, item in enumerate(value))
+
+    def check_pattern(self, value: Any, path: tuple[Any, ...]) -> str:
+        pattern = self.glob(value, path)
+        known = any(fnmatch.fnmatchcase(check, pattern) for check in known_check_ids())
+        if not known and not pattern.startswith(USER_CHECK_PREFIX):
+            raise self.fail(path, f"{pattern!r} matches no check", check_id_hint(pattern))
+        return pattern
 
     def glob(self, value: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(value, str) or not value.strip():

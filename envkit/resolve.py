@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from envkit import compat, custom, safety
-from envkit.compat import KnowledgeBase, TorchRelease, Variant
+from envkit.compat import CudaImageLine, KnowledgeBase, TorchRelease, Variant
 from envkit.errors import ConfigError, Where
 from envkit.matrix import CellRequest, Matrix, expand
 
 TWO_CUDNN_ISSUE = "pytorch/pytorch#119989"
+UPDATE_HINT = "if it is new, add it with scripts/update_compat.py"
 
 
 class Drop(Exception):
@@ -125,13 +126,14 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
     """Resolve one request; raises Drop with the reason when the knowledge base rules it out."""
     values = request.values
     release, suffix = _release(values, kb)
-    variant = _variant(release, values, suffix)
+    variant = _variant(release, values, suffix, kb)
     flavor = _flavor(values, variant)
     os_name = values.get("os") or kb.default_os(cuda=variant.cuda is not None)
+    # The OS's base-image fact first: a Python default chosen for an OS without that image says less.
+    image_line = _cuda_image(variant, os_name, kb, request.settings.base)
     python = _python(release, values, os_name, kb)
     python_source, python_full = _python_source(request.settings.python_source, python, os_name, kb)
     cudnn = _cudnn(values.get("cudnn"), release, variant, request.where)
-    image_line = _cuda_image(variant, os_name, kb, request.settings.base)
     _torch_source_fits(request.settings.torch_source, release, variant)
     cell_id = f"{release.version}-{variant.name}-py{python}-{os_name}-{flavor}"
     fields = {
@@ -187,13 +189,15 @@ def _release(values: Mapping[str, str], kb: KnowledgeBase) -> tuple[TorchRelease
     if release is None:
         known = kb.releases
         raise Drop(
-            f"torch {spec} is not a known release (known: {known[0].version} … {known[-1].version}); "
-            "run scripts/update_compat.py if it is new"
+            f"the knowledge base has no row for torch {spec}: it knows {known[0].version} … "
+            f"{known[-1].version} (source: {known[-1].source}); {UPDATE_HINT}"
         )
     return release, suffix
 
 
-def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | None) -> Variant:
+def _variant(
+    release: TorchRelease, values: Mapping[str, str], suffix: str | None, kb: KnowledgeBase
+) -> Variant:
     cuda = values.get("cuda")
     if cuda is None and suffix is None:
         name = "cpu" if values.get("flavor") == "cpu" else release.default_variant
@@ -205,9 +209,21 @@ def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | Non
             raise Drop(f"torch {release.version}+{suffix} contradicts cuda {cuda} ({name})")
     variant = release.variant(name)
     if variant is None:
-        names = ", ".join(v.name for v in release.variants)
-        raise Drop(f"torch {release.version} has no {name} wheels; its variants are {names}")
+        raise Drop(_no_variant(release, name, values.get("cuda"), kb))
     return variant
+
+
+def _no_variant(release: TorchRelease, name: str, cuda: str | None, kb: KnowledgeBase) -> str:
+    names = ", ".join(v.name for v in release.variants)
+    if cuda is not None and cuda != "none" and kb.driver_floor(cuda) is None:
+        known = kb.known_cuda()
+        return (
+            f"the knowledge base has no row for CUDA {cuda}: it knows CUDA {known[0]} … {known[-1]} "
+            f"(source: {kb.driver_floors[-1].source}); {UPDATE_HINT}"
+        )
+    with_it = [r.version for r in kb.releases if r.variant(name) is not None]
+    where_known = f"; {name} wheels: torch {with_it[0]} … {with_it[-1]}" if with_it else ""
+    return f"torch {release.version} has no {name} wheels; its variants are {names}{where_known}"
 
 
 def _variant_name(cuda: str) -> str:
@@ -219,8 +235,6 @@ def _variant_name(cuda: str) -> str:
 
 def _flavor(values: Mapping[str, str], variant: Variant) -> str:
     flavor = values.get("flavor") or ("cpu" if variant.cuda is None else "runtime")
-    if flavor not in ("runtime", "devel", "cpu"):
-        raise Drop(f"flavor {flavor} is not one of runtime, devel, cpu")
     if flavor == "cpu" and variant.cuda is not None:
         raise Drop(f"flavor cpu takes cuda: none, not cuda {variant.cuda}")
     if flavor == "runtime" and variant.cuda is None:
@@ -231,7 +245,10 @@ def _flavor(values: Mapping[str, str], variant: Variant) -> str:
 def _python(release: TorchRelease, values: Mapping[str, str], os_name: str, kb: KnowledgeBase) -> str:
     python = values.get("python") or kb.os_python(os_name)
     if python is None:
-        raise Drop(f"no python given and {os_name} is not a known OS")
+        raise Drop(
+            f"no python given, and the knowledge base has no row for {os_name}'s python3 (it knows "
+            f"{', '.join(o.os for o in kb.os_pythons)}; envkit/data/os_python.csv); set `python`"
+        )
     if python not in release.pythons:
         span = f"{release.pythons[0]}–{release.pythons[-1]}"
         raise Drop(f"torch {release.version} supports Python {span}, not {python}")
@@ -243,8 +260,13 @@ def _python_source(requested: str, python: str, os_name: str, kb: KnowledgeBase)
     if requested in ("auto", "distro") and distro_python == python:
         return "distro", None
     if requested == "distro":
-        shipped = f"ships Python {distro_python}" if distro_python else "is not a known OS"
-        raise Drop(f"{os_name} {shipped}, not {python}; use python_source: standalone for a pinned Python")
+        if distro_python is None:
+            raise Drop(
+                f"the knowledge base has no row for {os_name}'s python3 (envkit/data/os_python.csv); "
+                "use python_source: standalone for a pinned Python"
+            )
+        raise Drop(f"{os_name} ships Python {distro_python}, not {python}; use python_source: standalone "
+                   "for a pinned Python")
     build = kb.python_build(python)
     if build is None:
         known = ", ".join(b.python for b in kb.python_builds)
@@ -274,16 +296,28 @@ def _cuda_image(variant: Variant, os_name: str, kb: KnowledgeBase, base_override
         return None
     line = kb.cuda_image(variant.cuda)
     if line is None:
-        raise Drop(f"no nvidia/cuda image line is known for CUDA {variant.cuda}")
+        raise Drop(
+            f"the knowledge base has no nvidia/cuda image line for CUDA {variant.cuda} "
+            "(envkit/data/cuda_images.csv); set `base`, or add the line"
+        )
     if base_override is None:
         if not os_name.startswith("ubuntu"):
             raise Drop(f"nvidia/cuda images are Ubuntu-based; {os_name} needs a `base` override")
         ubuntu = os_name.removeprefix("ubuntu")
         if ubuntu not in line.ubuntu:
-            raise Drop(
-                f"nvidia/cuda {line.cuda} images exist for Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}"
-            )
+            raise Drop(_no_image(line, ubuntu, kb))
     return line.cuda
+
+
+def _no_image(line: CudaImageLine, ubuntu: str, kb: KnowledgeBase) -> str:
+    known = f"Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}"
+    if any(ubuntu in other.ubuntu for other in kb.images):
+        return f"nvidia/cuda {line.cuda} images exist for {known}"
+    # No line at all for this Ubuntu: a gap in the hand-kept list, or a release NVIDIA has not built for.
+    return (
+        f"the knowledge base has no nvidia/cuda image for Ubuntu {ubuntu}: {line.cuda} is listed for "
+        f"{known} (source: {line.source}); if NVIDIA publishes one, add it to envkit/data/cuda_images.csv"
+    )
 
 
 def _torch_source_fits(source: str, release: TorchRelease, variant: Variant) -> None:
@@ -325,7 +359,7 @@ def _base(
         # Wheels bring their own CUDA libraries and cuDNN: the `base` image (driver glue, env vars) or
         # `devel` (nvcc for extensions) without a system cuDNN avoids two cuDNNs in one process.
         kind = "devel" if flavor == "devel" else "base"
-        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name.replace('ubuntu', 'ubuntu')}"
+        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name}"
     base = kb.cpu_base(os_name)
     if base is None:
         known = ", ".join(b.os for b in kb.os_bases)

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, decide
+from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, explain
 from envkit.commands._common import (
     add_matrix_argument,
     add_only_argument,
@@ -18,8 +19,10 @@ from envkit.commands._common import (
     parse_secrets,
     render_options,
     render_selected,
+    selected_cells,
 )
 from envkit.engine import get_engine
+from envkit.errors import UsageError
 from envkit.provenance import build_labels
 from envkit.render import CA_SECRET_ID
 from envkit.ui import console
@@ -77,19 +80,24 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
-        from envkit.errors import UsageError
-
         raise UsageError("--jobs must be at least 1")
-    the_plan = load_plan(args)
-    options = render_options(args)
-    contexts = render_selected(the_plan, options, args.only)
-    backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
-    engine = get_engine(backend)
-    engine.info()
     out = console()
+    # Resolving, rendering (hashing a wheelhouse) and reaching the engine take seconds: say so at once.
+    with out.status("resolving the matrix…") as status:
+        the_plan = load_plan(args)
+        options = render_options(args)
+        status.update(f"rendering {len(selected_cells(the_plan, args.only))} cells…")
+        contexts = render_selected(the_plan, options, args.only)
+        backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
+        status.update("connecting to the engine…")
+        engine = get_engine(backend)
+        engine.info()
+        if args.dry_run:
+            status.update("comparing with the images on the engine…")
+            decisions = explain(contexts, engine, args.force or args.no_cache)
     if args.dry_run:
-        for cell_id, decision in decide(contexts, engine, args.force).items():
-            out.print(f"{decision:5}  {cell_id}")
+        for cell_id, (action, why) in decisions.items():
+            out.print(f"{action:5}  {escape(cell_id)}  {escape(why)}")
         return 0
     state_dir = Path(".envkit") / the_plan.matrix.name
     secrets = parse_secrets(args.secret)
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     _write_report(report, report_path)
     print_summary(report, report_path)
-    return 1 if report.failed else 0
+    return report.exit_code
 
 
 def _build_with_progress(
@@ -161,7 +169,9 @@ def print_summary(report: BuildReport, report_path: Path) -> None:
         )
     out.print(summary)
     for r in report.failed:
-        out.print(f"[red]✗ {r.cell}[/]: {r.error}")
+        out.print(f"[red]✗ {escape(r.cell)}[/]: {escape(r.error or '')}")
         if r.log_tail:
             out.print(r.log_tail, markup=False, highlight=False)
-    out.print(f"build report: {report_path}")
+        if r.log:
+            out.print(f"  log: {escape(r.log)}")  # whole, on its own line: the table may fold it
+    out.print(f"build report: {escape(str(report_path))}")

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from envkit.report import load_reports
 from envkit.ui import console
 from envkit.views import print_reports, reports_html, reports_markdown, write_output
@@ -31,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
     out = console()
     if args.html:
         write_output(args.html, reports_html(reports))
-        out.print(f"wrote {args.html}")
+        out.print(f"wrote {escape(str(args.html))}")
     if args.markdown:
         write_output(args.markdown, reports_markdown(reports))
-        out.print(f"wrote {args.markdown}")
+        out.print(f"wrote {escape(str(args.markdown))}")
     if not args.html and not args.markdown:
         print_reports(out, reports)
     return 0

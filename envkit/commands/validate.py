@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
+from envkit.commands._common import checked_plan
 from envkit.engine import get_engine, parse_gpus
-from envkit.errors import UsageError
-from envkit.matrix import load_matrix
+from envkit.errors import ConfigError, UsageError
+from envkit.policy import check_id_hint, known_check_ids
 from envkit.report import Report, dump_report
-from envkit.resolve import plan
 from envkit.ui import console
-from envkit.userchecks import load_checks
+from envkit.userchecks import PREFIX as USER_PREFIX
+from envkit.userchecks import UserChecks, load_checks
 from envkit.validate import RunSettings, failed, host_has_gpu, validate_image, validate_local
 from envkit.views import print_reports
 
@@ -75,37 +80,62 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = console()
     targets = list(args.images)
     matrix_checks = None
     if args.matrix:
-        matrix = load_matrix(args.matrix)
-        targets += [cell.image for cell in plan(matrix).cells]
-        matrix_checks = matrix.checks
+        with out.status("resolving the matrix…"):
+            the_plan = checked_plan(args.matrix)
+        targets += [cell.image for cell in the_plan.cells]
+        matrix_checks = the_plan.matrix.checks
     if args.local == bool(targets):
         raise UsageError(
             "name IMAGEs (or --matrix), or use --local", hint="e.g. envkit validate acme/pytorch:2.6"
         )
     if args.out and len(targets) > 1:
         raise UsageError("--out takes one image; use --out-dir for several")
-    settings = replace(
-        _settings(args), user_checks=load_checks(args.checks) if args.checks else matrix_checks
-    )
-    reports: list[tuple[Report, Path]] = []
+    user_checks = load_checks(args.checks) if args.checks else matrix_checks
+    settings = replace(_settings(args), user_checks=user_checks)
+    _check_user_only(args.only, user_checks)
     if args.local:
-        reports.append((validate_local(settings, args.python), args.out or _default_out(args, "local")))
-    else:
+        with out.status("running the probe on this host…"):
+            report = validate_local(settings, args.python)
+        return 1 if failed(_keep(out, report, args.out or _default_out(args, "local"))) else 0
+    return _validate_images(out, targets, settings, args)
+
+
+def _validate_images(
+    out: Console, targets: list[str], settings: RunSettings, args: argparse.Namespace
+) -> int:
+    """Validate every image that is on the engine, each report as it comes; the missing ones at the end."""
+    with out.status("connecting to the engine…"):
         engine = get_engine()
         engine.info()
-        for ref in targets:
+    reports: list[Report] = []
+    missing: list[str] = []
+    for number, ref in enumerate(targets, start=1):
+        with out.status(f"validating {escape(ref)} ({number}/{len(targets)})…"):
+            if engine.image(ref) is None:
+                missing.append(ref)
+                continue
             report = validate_image(engine, ref, settings)
-            reports.append((report, args.out or _default_out(args, ref)))
-    out = console()
-    for report, path in reports:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump_report(report), encoding="utf-8")
-        print_reports(out, [report])
-        out.print(f"report: {path}")
-    return 1 if any(failed(report) for report, _ in reports) else 0
+        reports.append(_keep(out, report, args.out or _default_out(args, ref)))
+    if missing:
+        raise ConfigError(
+            f"no image {', '.join(repr(ref) for ref in missing)} on the engine: "
+            f"{len(missing)} of {len(targets)} not validated",
+            hint="build them (envkit build MATRIX) or pull them first; the others' reports are written",
+        )
+    return 1 if any(failed(report) for report in reports) else 0
+
+
+def _keep(out: Console, report: Report, path: Path) -> Report:
+    """Write `report` to `path` and show it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_report(report), encoding="utf-8")
+    print_reports(out, [report])
+    out.print(f"report: {escape(str(path))}")
+    return report
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -118,6 +148,10 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         parse_gpus(gpus)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    for check in args.only:
+        # user.* ids are checked against the declared user checks (_check_user_only).
+        if check not in known_check_ids() and not check.startswith(USER_PREFIX):
+            raise UsageError(f"--only {check}: unknown check", hint=check_id_hint(check))
     return RunSettings(
         profile=args.profile,
         gpus=gpus,
@@ -129,6 +163,15 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         only=tuple(args.only),
         require_gpu=args.require_gpu,
     )
+
+
+def _check_user_only(only: list[str], user_checks: UserChecks | None) -> None:
+    declared = [check.id for check in user_checks.checks] if user_checks else []
+    for check in only:
+        if check.startswith(USER_PREFIX) and check not in declared:
+            close = difflib.get_close_matches(check, declared, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "declare it in the checks file (--checks FILE)"
+            raise UsageError(f"--only {check}: no such user check", hint=hint)
 
 
 def parse_size(text: str, flag: str) -> int:

@@ -49,7 +49,7 @@ NOISY_SPREAD = 0.20
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class GenerationPlan:
     """How much to generate: prompt (the long context), tokens per run, repetitions, CUDA graph on/off."""
 
     preset: str
@@ -77,11 +77,11 @@ _PLANS = {
 }
 
 
-def plan_for(profile: str, preset: str | None, on_gpu: bool) -> Plan:
+def plan_for(profile: str, preset: str | None, on_gpu: bool) -> GenerationPlan:
     """The generation plan: the 1b preset for the full profile on a GPU, tiny otherwise, unless given."""
     chosen = preset or ("1b" if on_gpu and profile == "full" else "tiny")
     prompt, new, nocache, reps, nocache_reps = _PLANS[(chosen, profile)]
-    return Plan(
+    return GenerationPlan(
         preset=chosen,
         prompt_len=prompt,
         new_tokens=new,
@@ -138,7 +138,7 @@ class Measured:
     margins: dict[str, list[float]]
 
 
-def _measure(reference: Any, net: Any, prompt: Any, plan: Plan, deadline: _Deadline) -> Measured:
+def _measure(reference: Any, net: Any, prompt: Any, plan: GenerationPlan, deadline: _Deadline) -> Measured:
     max_len = plan.prompt_len + plan.new_tokens
     eager = _cached_runs(reference.CachedGenerator(net, max_len=max_len), prompt, plan)
     modes = {"eager": eager}
@@ -166,7 +166,7 @@ def _measure(reference: Any, net: Any, prompt: Any, plan: Plan, deadline: _Deadl
     return Measured(modes=modes, nocache=nocache, mode_errors=errors, margins=margins)
 
 
-def _cached_runs(generator: Any, prompt: Any, plan: Plan) -> list[Any]:
+def _cached_runs(generator: Any, prompt: Any, plan: GenerationPlan) -> list[Any]:
     return [generator.run(prompt, plan.new_tokens) for _ in range(plan.repetitions + 1)]
 
 
@@ -262,7 +262,7 @@ def _judge(
     torch: Any,
     reference: Any,
     net: Any,
-    plan: Plan,
+    plan: GenerationPlan,
     device: Any,
     measured: Measured,
     observed: dict[str, Any],
@@ -323,7 +323,7 @@ def _judge(
 
 def _verdicts(
     reference: Any,
-    plan: Plan,
+    plan: GenerationPlan,
     measured: Measured,
     summaries: dict[str, dict[str, Any]],
     metrics: dict[str, float],
@@ -382,7 +382,7 @@ def _failure_hint(problems: list[str]) -> str:
 def _details(
     reference: Any,
     net: Any,
-    plan: Plan,
+    plan: GenerationPlan,
     device: Any,
     measured: Measured,
     summaries: dict[str, dict[str, Any]],
@@ -457,7 +457,7 @@ def _peak_memory_mib(torch: Any, device: Any) -> float:
 def _bandwidth(
     torch: Any,
     net: Any,
-    plan: Plan,
+    plan: GenerationPlan,
     best: dict[str, Any],
     details: dict[str, Any],
     samples: dict[str, list[float]],

@@ -514,7 +514,7 @@ def test_plan_warns_about_a_cuda_line_past_its_end_of_support(
     matrix.write_text(PAST_EOL)
     assert main(["plan", str(matrix), "--json"]) == 0
     captured = capsys.readouterr()
-    [warning] = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    [warning] = [line for line in captured.err.splitlines() if line.startswith("envkit: warning:")]
     assert "2.4.0-cu118-py3.10-ubuntu22.04-runtime" in warning and "nvidia/cuda 11.8.0" in warning
     assert "cu124" not in warning
     assert len(json.loads(captured.out)["cells"]) == 2  # stdout stays machine-readable

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 from envkit.probe import checks_throughput as ct
 from envkit.probe import model
 
-PLAN = ct.Plan(
+PLAN = ct.GenerationPlan(
     preset="tiny",
     prompt_len=512,
     new_tokens=8,
@@ -186,7 +186,7 @@ class FakeNet:
 
 
 def test_graph_modes_are_not_started_without_the_time_they_need() -> None:
-    plan = ct.Plan(
+    plan = ct.GenerationPlan(
         preset="1b",
         prompt_len=512,
         new_tokens=8,

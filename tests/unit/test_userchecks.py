@@ -274,7 +274,8 @@ def test_validate_takes_the_matrix_checks_or_the_checks_file(
     def seen(engine: object, ref: str, settings: RunSettings) -> None:
         raise _Seen(settings)
 
-    monkeypatch.setattr(command, "get_engine", lambda: type("E", (), {"info": lambda self: None})())
+    engine = type("E", (), {"info": lambda self: None, "image": lambda self, ref: image()})()
+    monkeypatch.setattr(command, "get_engine", lambda: engine)
     monkeypatch.setattr(command, "validate_image", seen)
     monkeypatch.setattr(command, "host_has_gpu", lambda: False)
     matrix = tmp_path / "m.yaml"
@@ -290,3 +291,20 @@ def test_validate_takes_the_matrix_checks_or_the_checks_file(
     assert checks is not None
     expected = [c.id for c in load_checks(EXAMPLE_CHECKS).checks] if flag else ["user.from-matrix"]
     assert [c.id for c in checks.checks] == expected
+
+
+def test_a_policy_may_name_user_checks_and_patterns(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "version: 1\nrequire: {user.app-mode: [PASS]}\nallow_skip: [user.gpu-*]\nignore: [user.*]\n"
+    )
+    policy = load_policy(path)
+    assert policy.allow_skip == ("user.gpu-*",) and policy.ignore == ("user.*",)
+
+
+def test_validate_only_names_declared_user_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from envkit.cli import main
+
+    argv = ["validate", "img", "--checks", str(EXAMPLE_CHECKS), "--only", "user.tree-run", "--gpus", "none"]
+    assert main(argv) == 2
+    assert "did you mean 'user.tree-runs'?" in capsys.readouterr().err
