@@ -11,7 +11,7 @@ WHEELHOUSE ?= $(PIP_FIND_LINKS)
 CA_BUNDLE ?= $(PIP_CERT)
 BUILD_FLAGS := $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-.PHONY: demo test venv test-deps engine base-image unit fuzz docker-tier lint bench clean
+.PHONY: demo test venv test-deps engine base-image slurm slurm-stop unit fuzz docker-tier lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,14 @@ engine:
 base-image: engine
 	bash scripts/make-base-image.sh
 
-test-deps: venv engine base-image
+# A single-node Slurm on localhost with fake h100/a100 GPUs for tests/slurm (root; see the script).
+slurm:
+	bash scripts/ensure-slurm.sh
+
+slurm-stop:
+	bash scripts/ensure-slurm.sh stop
+
+test-deps: venv engine base-image slurm
 	bash scripts/install-test-deps.sh
 
 demo: venv base-image

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "envkit.commands.build",
     "envkit.commands.validate",
     "envkit.commands.promote",
+    "envkit.commands.verify",
     "envkit.commands.gc",
     "envkit.commands.doctor",
 )

@@ -7,11 +7,11 @@ checks and a container that died without saying so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from envkit.errors import ConfigError, Where
-from envkit.policy import BaselineRule, Policy, Requirement, Tolerance
+from envkit.policy import BaselineRule, Policy, Requirement, Tolerance, gpu_matches
 from envkit.report import Check, Report, check_path, load_report, metric_direction
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
@@ -76,7 +76,48 @@ def run_gate(reports: list[Report], policy: Policy, *, baseline_path: Path | Non
         evaluate(report, policy, baselines=baselines, tolerance=rule.tolerance if rule else None)
         for report in reports
     )
+    if policy.require_gpu_types:
+        verdicts = _with_gpu_types(verdicts, policy.require_gpu_types)
     return GateResult(verdicts=verdicts, policy=policy)
+
+
+def covers_gpu_type(report: Report, gpu_type: str) -> bool:
+    """Whether `report` ran on `gpu_type`: the scheduler's GPU type it asked for (runner.scheduler's
+    details.environment.gpu_type), else a match in the GPU model's name ("h100" in "NVIDIA H100 80GB")."""
+    for check in report.find("runner.scheduler"):
+        environment = check.details.get("environment")
+        asked = environment.get("gpu_type") if isinstance(environment, dict) else None
+        if isinstance(asked, str):
+            return asked.lower() == gpu_type.lower() or gpu_matches(gpu_type, asked)
+    return bool(report.host.gpus) and gpu_matches(f"*{gpu_type}*", report.gpu_model)
+
+
+def _with_gpu_types(
+    verdicts: tuple[ImageVerdict, ...], gpu_types: tuple[str, ...]
+) -> tuple[ImageVerdict, ...]:
+    """Each image's verdicts gain one finding per required GPU type: a report on it, or a failure."""
+    result = []
+    for verdict in verdicts:
+        same_image = [other.report for other in verdicts if other.report.label == verdict.report.label]
+        findings = []
+        for gpu_type in gpu_types:
+            found = [report for report in same_image if covers_gpu_type(report, gpu_type)]
+            findings.append(
+                Finding(
+                    name=f"gpu-type:{gpu_type}",
+                    kind="gpu-type",
+                    outcome=PASS if found else FAIL,
+                    message=f"{len(found)} report(s) on GPU type {gpu_type}"
+                    if found
+                    else f"no report of {verdict.report.label} on GPU type {gpu_type}",
+                    hint=None
+                    if found
+                    else "required by the policy's require_gpu_types; validate with "
+                    f"--runner slurm --gpu-type {gpu_type} (or --gpu-product on Kubernetes)",
+                )
+            )
+        result.append(replace(verdict, findings=(*verdict.findings, *findings)))
+    return tuple(result)
 
 
 def evaluate(

@@ -21,7 +21,16 @@ from envkit.yamlsrc import SourceDoc, load_file
 
 POLICY_VERSION = 1
 DEFAULT_TOLERANCE = 0.05
-_TOP_KEYS = ("version", "strict", "require", "allow_skip", "ignore", "thresholds", "baseline")
+_TOP_KEYS = (
+    "version",
+    "strict",
+    "require",
+    "allow_skip",
+    "ignore",
+    "thresholds",
+    "baseline",
+    "require_gpu_types",
+)
 _THRESHOLD_KEYS = ("check", "metric", "min", "max", "gpu", "profile")
 _BASELINE_KEYS = ("path", "tolerance")
 _PATTERN = re.compile(r"^[A-Za-z0-9 _.*?\[\]!:/()+-]{1,128}\Z")
@@ -99,6 +108,9 @@ class Policy:
     ignore: tuple[str, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     baseline: BaselineRule | None = None
+    # Every image must have a passing report on each of these GPU types (a scheduler's GRES type or
+    # GPU product, or a pattern of the GPU model's name): `validate --runner ... --gpu-type` makes them.
+    require_gpu_types: tuple[str, ...] = ()
     source: str = "<default>"
 
     def skip_allowed(self, check_id: str) -> bool:
@@ -199,6 +211,7 @@ class _PolicyParser:
             ignore=self.patterns(data.get("ignore"), ("ignore",)),
             thresholds=self.thresholds(data.get("thresholds")),
             baseline=self.baseline(data.get("baseline")),
+            require_gpu_types=self.gpu_types(data.get("require_gpu_types"), ("require_gpu_types",)),
             source=self.doc.file,
         )
 
@@ -260,6 +273,14 @@ class _PolicyParser:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of glob patterns, got {_kind(value)}")
         return tuple(self.check_pattern(item, (*path, i)) for i, item in enumerate(value))
+
+    def gpu_types(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        """GPU type names (`h100`, `a100`): glob-safe strings; they name hardware, not checks."""
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of GPU types, got {_kind(value)}")
+        return tuple(self.glob(item, (*path, i)) for i, item in enumerate(value))
 
     def check_pattern(self, value: Any, path: tuple[Any, ...]) -> str:
         pattern = self.glob(value, path)

@@ -77,6 +77,7 @@ class ImageInfo:
     ref: str
     id: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    digest: str | None = None  # the registry manifest digest (sha256:...) validated, when known
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +227,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "id": report.image.id,
             "labels": dict(sorted(report.image.labels.items())),
         }
+        if report.image.digest is not None:  # only registry-validated images have one
+            image["digest"] = report.image.digest
     runner = None
     if report.runner:
         runner = {
@@ -341,7 +344,7 @@ def _finite_float(text: str) -> float:
 
 
 _TOP_KEYS = ("schema", "envkit_version", "created", "profile", "mode", "image", "host", "checks", "runner")
-_IMAGE_KEYS = ("ref", "id", "labels")
+_IMAGE_KEYS = ("ref", "id", "digest", "labels")
 _HOST_KEYS = ("hostname", "platform", "python", "driver", "cuda_driver", "gpus")
 _GPU_KEYS = (
     "index",
@@ -357,7 +360,7 @@ _CHECK_KEYS = ("id", "status", "summary", "metrics", "duration_s", "hint", "devi
 _RUNNER_KEYS = ("exit_code", "oom_killed", "timed_out", "duration_s")
 # Keys whose value may be null may also be left out.
 _OPTIONAL = {
-    "image": ("id", "labels"),
+    "image": ("id", "digest", "labels"),
     "host": ("driver", "cuda_driver"),
     "gpu": (
         "uuid",
@@ -407,6 +410,12 @@ class _Reader:
         if not value and not empty:
             raise self.fail(path, "string must not be empty")
         return value
+
+    def digest(self, value: Any, path: tuple[Any, ...]) -> str | None:
+        text = self.opt_string(value, path)
+        if text is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", text):
+            raise self.fail(path, f"{_short(text)!r} is not a sha256 digest", "write sha256:<64 hex digits>")
+        return text
 
     def opt_string(self, value: Any, path: tuple[Any, ...], *, multiline: bool = False) -> str | None:
         return None if value is None else self.string(value, path, multiline=multiline)
@@ -499,6 +508,7 @@ class _Reader:
             ref=self.string(data["ref"], (*path, "ref")),
             id=self.opt_string(data.get("id"), (*path, "id")),
             labels=checked,
+            digest=self.digest(data.get("digest"), (*path, "digest")),
         )
 
     def host(self, value: Any, path: tuple[Any, ...]) -> Host:

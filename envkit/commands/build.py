@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, explain
+from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, explain
 from envkit.commands._common import (
     add_matrix_argument,
     add_only_argument,
@@ -21,10 +21,13 @@ from envkit.commands._common import (
     render_selected,
     selected_cells,
 )
+from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine
 from envkit.errors import UsageError
 from envkit.provenance import build_labels
+from envkit.registry import get_registry
 from envkit.render import CA_SECRET_ID
+from envkit.resolve import Plan
 from envkit.ui import console
 
 STYLES = {
@@ -75,7 +78,32 @@ def register(sub: Any) -> None:
         default="auto",
         help="docker-py (default), or the BuildKit CLI (implied by --secret/--cache-mounts/--buildkit)",
     )
+    parser.add_argument(
+        "--push",
+        nargs="?",
+        const=MATRIX_REGISTRY,
+        metavar="REGISTRY",
+        help="host[:port][/prefix]: skip cells whose content-<hash16> tag the registry holds, push the "
+        "others (content tag, then cell tag); without a value, the matrix's image.registry",
+    )
+    add_registry_arguments(parser)
     parser.set_defaults(func=run)
+
+
+MATRIX_REGISTRY = "(matrix)"
+
+
+def push_target(args: argparse.Namespace, the_plan: Plan) -> PushTarget | None:
+    """The registry `--push` names (the matrix's image.registry for a bare --push), or None."""
+    if args.push is None:
+        return None
+    naming = the_plan.matrix.image
+    root = naming.registry if args.push == MATRIX_REGISTRY else args.push
+    if not root:
+        raise UsageError("--push without a value needs `image.registry` in the matrix",
+                         hint="name the registry: --push HOST[:PORT][/PREFIX]")
+    host, repository = repository_under(root, naming.repository, "--push")
+    return PushTarget(registry=get_registry(host, registry_settings(args)), repository=repository)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,9 +120,10 @@ def run(args: argparse.Namespace) -> int:
         status.update("connecting to the engine…")
         engine = get_engine(backend)
         engine.info()
+        push = push_target(args, the_plan)
         if args.dry_run:
             status.update("comparing with the images on the engine…")
-            decisions = explain(contexts, engine, args.force or args.no_cache)
+            decisions = explain(contexts, engine, args.force or args.no_cache, push)
     if args.dry_run:
         for cell_id, (action, why) in decisions.items():
             out.print(f"{action:5}  {escape(cell_id)}  {escape(why)}")
@@ -109,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         secrets=secrets,
         force=args.force or args.no_cache,
         no_cache=args.no_cache,
+        push=push,
         provenance=build_labels(the_plan.matrix.file),
     )
     report_path = args.report or state_dir / "build-report.json"
@@ -155,18 +185,21 @@ def _write_report(report: BuildReport, path: Path) -> None:
 def print_summary(report: BuildReport, report_path: Path) -> None:
     out = console()
     summary = Table(title=f"build of {report.matrix} in {report.duration_s:.1f}s", title_justify="left")
-    for column in ("cell", "status", "image id", "size", "time", "log"):
+    pushing = any(r.digest for r in report.results)
+    columns = ("cell", "status", "image id", "size", "time", "log") + (("digest",) if pushing else ())
+    for column in columns:
         summary.add_column(column, overflow="fold")
     for r in report.results:
         size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
-        summary.add_row(
+        row = [
             r.cell,
-            f"[{STYLES.get(r.status, '')}]{r.status}[/]",
-            (r.image_id or "-")[7:19],
+            f"[{STYLES.get(r.status, '')}]{r.label}[/]",
+            r.image_id[7:19] if r.image_id else "-",
             size,
             f"{r.duration_s:.1f}s",
             r.log or "-",
-        )
+        ]
+        summary.add_row(*row, *((r.digest or "-",) if pushing else ()))
     out.print(summary)
     for r in report.failed:
         out.print(f"[red]✗ {escape(r.cell)}[/]: {escape(r.error or '')}")

@@ -233,6 +233,11 @@ class Engine(abc.ABC):
         """Push `ref` to its registry; returns the pushed digest. Raises RegistryError on refusal."""
 
     @abc.abstractmethod
+    def pull(self, ref: str) -> ImageInfo:
+        """Pull `ref` (by tag or `repo@sha256:...`) from its registry; returns the image. RegistryError
+        (exit 3) when the registry refuses or has no such image."""
+
+    @abc.abstractmethod
     def history(self, ref: str) -> list[str]:
         """The `created_by` line of every layer of the image, newest first (as `docker history`)."""
 

@@ -258,6 +258,22 @@ class DockerSdkEngine(Engine):
             raise RegistryError(f"pushing {ref} reported no digest")
         return digest
 
+    def pull(self, ref: str) -> ImageInfo:
+        repository, _, digest = ref.partition("@")
+        tag = digest or parse_repository_tag(ref)[1] or "latest"
+        name = repository if digest else parse_repository_tag(ref)[0]
+        try:
+            with translate(self.host, f"pulling {ref}"):
+                for chunk in self.api.pull(name, tag=tag, stream=True, decode=True):
+                    if "error" in chunk:
+                        raise RegistryError(f"the registry refused {ref}: {chunk['error'].strip()}")
+        except EngineError as error:
+            raise RegistryError(f"pulling {ref} failed: {error.message}") from error
+        image = self.image(ref)
+        if image is None:
+            raise RegistryError(f"pulling {ref} left no image on the engine")
+        return image
+
     # -- containers -------------------------------------------------------------------------------
 
     def create(self, spec: ContainerSpec) -> str:

@@ -51,3 +51,19 @@ def test_wheel_installs_a_working_envkit(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "out").glob("*/Dockerfile"))) >= 6
+
+
+def test_extras_refer_to_this_distribution_not_the_unrelated_envkit() -> None:
+    # `envkit` on the package index is someone else's project: an extra written `envkit[x]` would
+    # install it instead of pulling in this project's own extra.
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    name = project["project"]["name"]
+    requirements = [req for reqs in project["project"]["optional-dependencies"].values() for req in reqs]
+    requirements += project["project"]["dependencies"]
+    self_refs = [req for req in requirements if re.match(r"envkit[-_a-z]*\[", req)]
+    assert self_refs, "no extra pulls in another extra: the pattern no longer matches pyproject"
+    assert all(req.startswith(name + "[") for req in self_refs), self_refs
