@@ -308,3 +308,10 @@ def test_validate_only_names_declared_user_checks(tmp_path: Path, capsys: pytest
     argv = ["validate", "img", "--checks", str(EXAMPLE_CHECKS), "--only", "user.tree-run", "--gpus", "none"]
     assert main(argv) == 2
     assert "did you mean 'user.tree-runs'?" in capsys.readouterr().err
+
+
+def test_checks_are_refused_on_cluster_runners_for_now(capsys: pytest.CaptureFixture[str]) -> None:
+    from envkit.cli import main
+
+    assert main(["validate", "img", "--checks", str(EXAMPLE_CHECKS), "--runner", "slurm"]) == 2
+    assert "--checks is not supported with --runner slurm" in capsys.readouterr().err
