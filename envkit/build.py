@@ -12,6 +12,7 @@ locally), pushed under its content tag, and only then its cell tag is pointed at
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +34,9 @@ BUILD_SCHEMA = "envkit.build/1"
 LOG_TAIL_LINES = 30
 HASH_LABEL = L.CONTENT_HASH
 BASE_ID_LABEL = L.BASE_ID
+# pip's words when a file does not match --require-hashes, and how it names each such requirement.
+_PIP_HASH_MISMATCH = "THESE PACKAGES DO NOT MATCH THE HASHES"
+_PIP_REQUIREMENT = re.compile(r"\s+(\S+==\S+) from ")
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -157,7 +161,7 @@ def explain(
             held_by = f"{context.hash_tag} is {held[:19]} in the registry"
             decisions[context.cell.id] = ("skip (registry)", held_by)
             continue
-        existing, base = engine.image(context.cell.image), engine.image(context.cell.base)
+        existing, base = engine.image(context.cell.image), engine.image(context.from_ref)
         why = stale_reason(context, existing, base)
         if why is None:
             decisions[context.cell.id] = ("build", "forced") if force else ("skip", "up to date")
@@ -186,7 +190,7 @@ def stale_reason(context: BuildContext, existing: ImageInfo | None, base: ImageI
         return f"content hash differs: {inputs}"
     if not up_to_date(context, existing, base):
         was, now = existing.labels.get(BASE_ID_LABEL, ""), base.id if base else "?"
-        return f"base {context.cell.base} moved: built on {was[:19]}, now {now[:19]}"
+        return f"base {context.from_ref} moved: built on {was[:19]}, now {now[:19]}"
     return None
 
 
@@ -308,7 +312,7 @@ def _build_one(
         return _result(context, "skipped", skipped_by="registry", digest=held, pushed=pushed,
                        duration_s=time.monotonic() - clock)
     existing = engine.image(cell.image)
-    base = engine.image(cell.base)
+    base = engine.image(context.from_ref)
     if not settings.force and existing is not None and up_to_date(context, existing, base):
         engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
         outcome = _push(push, context, engine, existing.id) if push is not None else {}
@@ -326,7 +330,7 @@ def _build_one(
         image = _verify_and_tag(context, engine, image_id)
         outcome = _push(push, context, engine, image.id) if push is not None else {}
     except BuildFailed as failure:
-        error = failure.message.splitlines()[0]
+        error = hash_mismatch(log_path) or failure.message.splitlines()[0]
         return _result(
             context,
             "failed",
@@ -460,6 +464,25 @@ def _verify_and_tag(context: BuildContext, engine: Engine, image_id: str) -> Any
     engine.tag(image_id, hash_tag)
     engine.tag(image_id, cell_tag)  # the cell tag moves last: it is the commit point
     return image
+
+
+def hash_mismatch(log: Path) -> str | None:
+    """When pip refused files against a lock's hashes (a locked build), the packages it named."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if _PIP_HASH_MISMATCH not in text:
+        return None
+    packages = []
+    for line in text.split(_PIP_HASH_MISMATCH, 1)[1].splitlines()[1:]:
+        if line.strip() and not line.startswith((" ", "\t")):
+            break
+        found = _PIP_REQUIREMENT.match(line)
+        if found:
+            packages.append(found.group(1))
+    named = ", ".join(packages) or "a package"
+    return f"pip refused {named}: the file does not match the lock's hashes (tampered, or the lock is stale)"
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str | None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -28,10 +28,14 @@ from envkit import labels as L
 from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.resolve import Cell, Plan
 
+if TYPE_CHECKING:
+    from envkit.lock import CellLock
+
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
 CA_SECRET_ID = "ca-bundle"
 COPY_DIR = "copy"
+LOCKED_REQUIREMENTS = "requirements.lock"
 _WHEEL = re.compile(
     r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl"
 )
@@ -59,6 +63,15 @@ class BuildContext:
     content_hash: str
     hash_tag: str
     secrets: tuple[str, ...] = field(default=())
+    # A locked build: what FROM names (the base by digest) and files written from text (the locked
+    # requirements); both are part of the content hash.
+    base_ref: str = ""
+    generated: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def from_ref(self) -> str:
+        """The base image as the Dockerfile's FROM names it (by digest when locked to a registry)."""
+        return self.base_ref or self.cell.base
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -77,6 +90,8 @@ class BuildContext:
                 _copy_user_file(source, target)
             else:
                 _link_or_copy(source, target)
+        for rel, text in sorted(self.generated.items()):
+            (directory / rel).write_text(text, encoding="utf-8")
         return dockerfile
 
 
@@ -115,15 +130,23 @@ def render_cell(
     extra_labels: Mapping[str, str],
     options: RenderOptions,
     hasher: FileHasher | None = None,
+    locked: CellLock | None = None,
 ) -> BuildContext:
-    """Render one cell; raises ConfigError when an input the cell needs is missing or unsafe."""
+    """Render one cell; raises ConfigError when an input the cell needs is missing or unsafe.
+
+    With `locked` (the cell's lock entry), FROM names the base by digest and pip installs exactly the
+    locked packages with `--require-hashes --no-deps`; without it the render is as it always was.
+    """
     hasher = hasher or FileHasher()
     _check_cell(cell)
     files = _context_files(cell, options)
+    generated = {LOCKED_REQUIREMENTS: locked.requirements_text()} if locked is not None else {}
     labels = cell_labels(cell, matrix_name, extra_labels)
-    variables = _template_variables(cell, matrix_name, options, files)
+    variables = _template_variables(cell, matrix_name, options, files) | _locked_variables(
+        cell, locked, files
+    )
     body = _template().render(**variables, labels=sorted(labels.items()))
-    content_hash = _content_hash(body, files, hasher)
+    content_hash = _content_hash(body, files, hasher, generated)
     labels = {**labels, L.CONTENT_HASH: content_hash}
     dockerfile = _template().render(**variables, labels=sorted(labels.items()))
     return BuildContext(
@@ -134,6 +157,8 @@ def render_cell(
         content_hash=content_hash,
         hash_tag=hash_tag(content_hash),
         secrets=_secret_ids(options),
+        base_ref=variables["base_ref"],
+        generated=generated,
     )
 
 
@@ -318,6 +343,29 @@ def _template_variables(
     }
 
 
+def _locked_variables(cell: Cell, locked: CellLock | None, files: Mapping[str, Path]) -> dict[str, Any]:
+    if locked is None:
+        return {"locked": None, "base_ref": cell.base}
+    base = locked.base
+    safety.image_ref(base.pinned, cell.where)
+    sources = []
+    if any(rel.startswith(WHEELHOUSE_DIR + "/") for rel in files):
+        sources.append(f"--find-links /tmp/envkit/{WHEELHOUSE_DIR}")
+    if cell.torch_source == "index" and cell.torch_index is not None:
+        sources.append(f"--extra-index-url {safety.url(cell.torch_index)}")
+    return {
+        "locked": {
+            "base": f"{base.kind} {base.digest}",
+            "packages": len(locked.packages),
+            "requirements": LOCKED_REQUIREMENTS,
+        },
+        "base_ref": base.pinned,
+        "torch_args": " ".join(
+            ["--require-hashes", "--no-deps", "-r", f"/tmp/envkit/{LOCKED_REQUIREMENTS}", *sources]
+        ),
+    }
+
+
 def _mounts(options: RenderOptions) -> list[str]:
     mounts = []
     if options.buildkit and options.cache_mounts:
@@ -425,8 +473,11 @@ def _readable(path: Path, flag: str) -> Path:
     return path
 
 
-def _content_hash(body: str, files: Mapping[str, Path], hasher: FileHasher) -> str:
+def _content_hash(
+    body: str, files: Mapping[str, Path], hasher: FileHasher, generated: Mapping[str, str]
+) -> str:
     hashed = {rel: hasher(path) for rel, path in sorted(files.items()) if rel != CA_BUNDLE_NAME}
+    hashed.update({rel: hashlib.sha256(text.encode("utf-8")).hexdigest() for rel, text in generated.items()})
     canonical = json.dumps({"dockerfile": body, "files": hashed}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, UsageError
@@ -12,6 +13,9 @@ from envkit.matrix import load_matrix, unmatched_entries
 from envkit.render import BuildContext, FileHasher, RenderOptions, render_cell
 from envkit.resolve import Cell, Plan, plan
 from envkit.ui import warn
+
+if TYPE_CHECKING:
+    from envkit.lock import CellLock
 
 
 def add_matrix_argument(parser: argparse.ArgumentParser) -> None:
@@ -191,10 +195,28 @@ def custom_json(cell: Cell) -> dict[str, Any]:
     }
 
 
-def render_selected(the_plan: Plan, options: RenderOptions, only: list[str]) -> list[BuildContext]:
-    """Render the cells named by --only (all cells when none is named), sharing one file hasher."""
+def add_locked_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--locked",
+        action="store_true",
+        help="use the matrix's lock file (envkit lock): base by digest, packages with --require-hashes; "
+        "refuse (exit 2) a cell the lock does not match",
+    )
+
+
+def render_selected(
+    the_plan: Plan,
+    options: RenderOptions,
+    only: list[str],
+    locks: Mapping[str, CellLock] | None = None,
+) -> list[BuildContext]:
+    """Render the cells named by --only (all cells when none is named), sharing one file hasher; with
+    `locks` (cell id -> lock entry) each cell is rendered locked."""
     hasher = FileHasher()
     return [
-        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
+        render_cell(
+            cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher,
+            locked=None if locks is None else locks[cell.id],
+        )
         for cell in selected_cells(the_plan, only)
     ]

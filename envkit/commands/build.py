@@ -12,6 +12,7 @@ from rich.table import Table
 
 from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, explain
 from envkit.commands._common import (
+    add_locked_argument,
     add_matrix_argument,
     add_only_argument,
     add_render_arguments,
@@ -24,6 +25,7 @@ from envkit.commands._common import (
 from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine
 from envkit.errors import UsageError
+from envkit.lock import check_local_bases, entries_for
 from envkit.provenance import build_labels
 from envkit.registry import get_registry
 from envkit.render import CA_SECRET_ID
@@ -51,6 +53,7 @@ def register(sub: Any) -> None:
     add_matrix_argument(parser)
     add_only_argument(parser)
     add_render_arguments(parser)
+    add_locked_argument(parser)
     parser.add_argument(
         "-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default 2)"
     )
@@ -115,11 +118,14 @@ def run(args: argparse.Namespace) -> int:
         the_plan = load_plan(args)
         options = render_options(args)
         status.update(f"rendering {len(selected_cells(the_plan, args.only))} cells…")
-        contexts = render_selected(the_plan, options, args.only)
+        locks = entries_for(selected_cells(the_plan, args.only), args.matrix) if args.locked else None
+        contexts = render_selected(the_plan, options, args.only, locks)
         backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
         status.update("connecting to the engine…")
         engine = get_engine(backend)
         engine.info()
+        if locks is not None:
+            check_local_bases(locks, lambda ref: getattr(engine.image(ref), "id", None))
         push = push_target(args, the_plan)
         if args.dry_run:
             status.update("comparing with the images on the engine…")

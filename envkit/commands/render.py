@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from envkit import labels as L
 from envkit.commands._common import (
+    add_locked_argument,
     add_matrix_argument,
     add_only_argument,
     add_render_arguments,
@@ -20,8 +21,10 @@ from envkit.commands._common import (
     load_plan,
     render_options,
     render_selected,
+    selected_cells,
 )
 from envkit.errors import UsageError
+from envkit.lock import entries_for
 from envkit.render import BuildContext
 from envkit.ui import console
 
@@ -39,13 +42,15 @@ def register(sub: Any) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output folder")
     add_only_argument(parser)
     add_render_arguments(parser)
+    add_locked_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     the_plan = load_plan(args)
     options = render_options(args)
-    contexts = render_selected(the_plan, options, args.only)
+    locks = entries_for(selected_cells(the_plan, args.only), args.matrix) if args.locked else None
+    contexts = render_selected(the_plan, options, args.only, locks)
     if args.output.exists() and not args.output.is_dir():
         raise UsageError(f"-o {args.output}: exists and is not a folder")
     stale = stale_cells(args.output, the_plan.matrix.name, {cell.id for cell in the_plan.cells})
