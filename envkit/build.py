@@ -128,6 +128,8 @@ class BuildSettings:
     push: PushTarget | None = None
     # The .envkit folder whose build record lists every image built (gc removes only those); None: no record.
     state_root: Path | None = None
+    # Build labels outside the content hash (envkit.provenance): created, source, revision.
+    provenance: Mapping[str, str] = field(default_factory=dict)
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -343,6 +345,7 @@ def _build_locked(
     try:
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
+            base_label = {**settings.provenance, **base_label}
             image_id = _run_build(context, engine, settings, scratch, log, cancel, progress, base_label)
         if settings.state_root is not None:
             record_build(image_id, cell.id, settings.state_root)

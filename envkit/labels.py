@@ -29,6 +29,17 @@ OS = PREFIX + "os"
 FLAVOR = PREFIX + "flavor"
 DRIVER_FLOOR = PREFIX + "driver-floor"
 ARCH_LIST = PREFIX + "arch-list"
+# Set when the matrix uses the keys that make an image yours (envkit.custom).
+APT = PREFIX + "apt"
+ENV_NAMES = PREFIX + "env"
+USER = PREFIX + "user"
+COPY = PREFIX + "copy"
+STEPS = PREFIX + "steps"
+
+# OCI labels set at build time, outside the content hash (envkit.provenance).
+OCI_CREATED = "org.opencontainers.image.created"
+OCI_SOURCE = "org.opencontainers.image.source"
+OCI_REVISION = "org.opencontainers.image.revision"
 
 # Set on the local base image that scripts/make-base-image.sh makes.
 BASE = PREFIX + "base"
@@ -37,9 +48,6 @@ BASE = PREFIX + "base"
 ROLE = PREFIX + "role"
 IMAGE = PREFIX + "image"
 RUN = PREFIX + "run"  # the per-run id, also in the container's name (gc checks both)
-
-# Set on the Kubernetes Jobs and ConfigMaps of one `validate --runner kubernetes` run (with MANAGED, ROLE).
-RUN = PREFIX + "run"
 
 # Set on the verdict companions that promote publishes.
 VERDICT = PREFIX + "verdict"

@@ -16,16 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envkit import compat, safety
+from envkit import compat, custom, safety
 from envkit import labels as L
 from envkit.errors import ConfigError, UnsafeValueError, Where
+from envkit.userchecks import UserChecks, parse_checks
 from envkit.yamlsrc import SourceDoc, load_file
 
 AXES = ("torch", "cuda", "cudnn", "python", "os", "flavor")
 FLAVORS = ("runtime", "devel", "cpu")
 PYTHON_SOURCES = ("auto", "distro", "standalone")
 TORCH_SOURCES = ("index", "pypi", "wheelhouse")
-CELL_SETTINGS = ("base", "python_source", "torch_source", "packages")
+CELL_SETTINGS = ("base", "python_source", "torch_source", "packages", *custom.KEYS)
 NO_CUDA = ("none", "cpu")
 DEFAULT_TAG = "{torch}-{variant}-py{python}-{os}-{flavor}"
 MAX_RAW_CELLS = 100_000
@@ -42,6 +43,8 @@ TOP_KEYS = (
     "python_source",
     "torch_source",
     "packages",
+    *custom.KEYS,
+    "checks",
     "base",
     "labels",
     "torch_index",
@@ -71,6 +74,12 @@ class CellSettings:
     python_source: str = "auto"
     torch_source: str = "index"
     packages: tuple[str, ...] = ()
+    # The keys that make an image yours (envkit.custom).
+    apt: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    user: custom.UserSpec | None = None
+    copy: tuple[custom.CopySpec, ...] = ()
+    steps: tuple[custom.Step, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +122,8 @@ class Matrix:
     labels: Mapping[str, str]
     torch_index: str | None
     where: Where = field(repr=False)
+    # `checks:` (envkit.userchecks): run by `envkit validate --matrix` next to envkit's own checks.
+    checks: UserChecks | None = None
 
 
 def load_matrix(path: Path | str) -> Matrix:
@@ -150,6 +161,7 @@ def parse_matrix(doc: SourceDoc) -> Matrix:
         labels=_parse_labels(doc),
         torch_index=_optional_url(doc, ("torch_index",)),
         where=doc.where(),
+        checks=parse_checks(doc, ("checks",)) if _get(data, ("checks",)) is not None else None,
     )
     if not matrix.axes and not matrix.include:
         raise ConfigError(
@@ -289,6 +301,7 @@ def _merge_settings(base: CellSettings, overrides: Mapping[str, Any]) -> CellSet
     changes = dict(overrides)
     if "packages" in overrides:
         changes["packages"] = tuple(dict.fromkeys((*base.packages, *overrides["packages"])))
+    changes.update(_merge_custom(base, overrides))
     return replace(base, **changes)
 
 
@@ -561,7 +574,34 @@ def _settings_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str
         out["torch_source"] = _choice(doc, (*path, "torch_source"), TORCH_SOURCES)
     if data.get("packages") is not None:
         out["packages"] = _packages(doc, (*path, "packages"))
+    out.update(_custom_overrides(doc, path, data))
     return out
+
+
+def _custom_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str, Any]) -> dict[str, Any]:
+    """`apt`, `env`, `user`, `copy`, `steps` (envkit.custom): one parser per key."""
+    parsers = {
+        "apt": custom.parse_apt,
+        "env": custom.parse_env,
+        "user": custom.parse_user,
+        "copy": custom.parse_copy,
+        "steps": custom.parse_steps,
+    }
+    return {key: parse(doc, (*path, key)) for key, parse in parsers.items() if data.get(key) is not None}
+
+
+def _merge_custom(base: CellSettings, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists add (apt: no duplicates), `env` names override, `user` replaces."""
+    changes: dict[str, Any] = {}
+    if "apt" in overrides:
+        changes["apt"] = tuple(dict.fromkeys((*base.apt, *overrides["apt"])))
+    if "env" in overrides:
+        changes["env"] = custom.merge_env(base.env, overrides["env"])
+    if "copy" in overrides:
+        changes["copy"] = (*base.copy, *overrides["copy"])
+    if "steps" in overrides:
+        changes["steps"] = (*base.steps, *overrides["steps"])
+    return changes
 
 
 def _settings_from(

@@ -145,6 +145,9 @@ class Policy:
 RUNNER_CHECK = "runner.container"
 
 
+USER_CHECK_PREFIX = "user."
+
+
 def known_check_ids() -> tuple[str, ...]:
     """Every check id a report can hold: the probe's, in suite order, its self-tests, the runner's."""
     return (*(spec.id for spec in (*registry.CHECKS, *registry.SELFTESTS)), RUNNER_CHECK)
@@ -230,7 +233,8 @@ class _PolicyParser:
     def check_id(self, value: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(value, str) or not CHECK_ID.match(value):
             raise self.fail(path, f"{value!r} is not a check id", "check ids look like gpu.visibility")
-        if value not in known_check_ids():
+        # user.* ids name the checks a matrix's author declares (envkit.userchecks): any is allowed.
+        if value not in known_check_ids() and not value.startswith(USER_CHECK_PREFIX):
             raise self.fail(path, f"unknown check {value!r}", check_id_hint(value))
         return value
 
@@ -280,7 +284,8 @@ class _PolicyParser:
 
     def check_pattern(self, value: Any, path: tuple[Any, ...]) -> str:
         pattern = self.glob(value, path)
-        if not any(fnmatch.fnmatchcase(check, pattern) for check in known_check_ids()):
+        known = any(fnmatch.fnmatchcase(check, pattern) for check in known_check_ids())
+        if not known and not pattern.startswith(USER_CHECK_PREFIX):
             raise self.fail(path, f"{pattern!r} matches no check", check_id_hint(pattern))
         return pattern
 

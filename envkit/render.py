@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
 CA_SECRET_ID = "ca-bundle"
+COPY_DIR = "copy"
 LOCKED_REQUIREMENTS = "requirements.lock"
 _WHEEL = re.compile(
     r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl"
@@ -86,7 +87,10 @@ class BuildContext:
         for rel, source in sorted(self.files.items()):
             target = directory / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            _copy(source, target)
+            if rel.startswith(COPY_DIR + "/"):
+                _copy_user_file(source, target)
+            else:
+                _copy(source, target)
         for rel, text in sorted(self.generated.items()):
             (directory / rel).write_text(text, encoding="utf-8")
         return dockerfile
@@ -211,11 +215,29 @@ def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[
         L.FLAVOR: cell.flavor,
         L.DRIVER_FLOOR: cell.driver_floor or "",
         L.ARCH_LIST: ";".join(cell.arch_list),
+        **custom_labels(cell),
         **extra,
     }
     for key, value in labels.items():
         safety.label_key(key)
         safety.label_value(value, cell.where)
+    return labels
+
+
+def custom_labels(cell: Cell) -> dict[str, str]:
+    """Labels for the keys that make an image yours, only for the keys a cell uses (values of `env` and
+    the text of `steps` stay out: they may be long, and the Dockerfile holds them)."""
+    labels = {}
+    if cell.apt:
+        labels[L.APT] = " ".join(cell.apt)
+    if cell.env:
+        labels[L.ENV_NAMES] = " ".join(name for name, _ in cell.env)
+    if cell.user:
+        labels[L.USER] = f"{cell.user.name}:{cell.user.uid}:{cell.user.gid}"
+    if cell.copy:
+        labels[L.COPY] = " ".join(spec.dest for spec in cell.copy)
+    if cell.steps:
+        labels[L.STEPS] = str(len(cell.steps))
     return labels
 
 
@@ -238,6 +260,27 @@ def _check_cell(cell: Cell) -> None:
         safety.requirement(package, where)
     if cell.torch_index is not None:
         safety.url(cell.torch_index, where)
+    _check_custom(cell)
+
+
+def _check_custom(cell: Cell) -> None:
+    where = cell.where
+    for package in cell.apt:
+        safety.apt_package(package, where)
+    for name, value in cell.env:
+        safety.env_name(name, where)
+        safety.env_value(value, where)
+    if cell.user is not None:
+        safety.user_name(cell.user.name, where)
+        safety.image_path(cell.user.home, where)
+        safety.image_path(cell.user.shell, where)
+        for number in (cell.user.uid, cell.user.gid):
+            if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65533:
+                raise UnsafeValueError(f"user id {number!r} is not a non-root id", where=where)
+    for spec in cell.copy:
+        safety.image_path(spec.dest, where)
+    for step in cell.steps:
+        safety.shell_line(step.run, where)
 
 
 def _template() -> jinja2.Template:
@@ -293,6 +336,11 @@ def _template_variables(
         "nvidia_env": nvidia_env(cell),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),
+        "apt": " ".join(cell.apt),
+        "copies": [
+            {"context": _copy_rel(index), "dest": spec.dest, "mode": _copy_mode(Path(spec.source))}
+            for index, spec in enumerate(cell.copy)
+        ],
     }
 
 
@@ -383,7 +431,24 @@ def _context_files(cell: Cell, options: RenderOptions) -> dict[str, Path]:
         files.update(_wheelhouse_files(cell, options.wheelhouse))
     if options.ca_bundle is not None and not options.buildkit:
         files[CA_BUNDLE_NAME] = _readable(options.ca_bundle, "--ca-bundle")
+    for index, spec in enumerate(cell.copy):
+        files[_copy_rel(index)] = _readable(Path(spec.source), f"copy source {spec.src}")
     return files
+
+
+def _copy_rel(index: int) -> str:
+    # Numbered, not named after the source: a file's name never reaches the Dockerfile.
+    return f"{COPY_DIR}/{index:02d}"
+
+
+def _copy_mode(source: Path) -> str:
+    return "0755" if os.access(source, os.X_OK) else "0644"
+
+
+def _copy_user_file(source: Path, target: Path) -> None:
+    """A copy (never a link) with the mode the Dockerfile states, so the image gets that mode."""
+    _copy(source, target)
+    target.chmod(int(_copy_mode(source), 8))
 
 
 def _wheelhouse_files(cell: Cell, folder: Path) -> dict[str, Path]:

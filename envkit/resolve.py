@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from envkit import compat, safety
+from envkit import compat, custom, safety
 from envkit.compat import CudaImageLine, KnowledgeBase, TorchRelease, Variant
 from envkit.errors import ConfigError, Where
 from envkit.matrix import CellRequest, Matrix, expand
@@ -49,6 +49,12 @@ class Cell:
     tag: str
     origin: str
     where: Where
+    # The keys that make an image yours (envkit.custom); empty when the matrix has none.
+    apt: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    user: custom.UserSpec | None = None
+    copy: tuple[custom.CopySpec, ...] = ()
+    steps: tuple[custom.Step, ...] = ()
 
     @property
     def image(self) -> str:
@@ -166,6 +172,11 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
         tag=safety.tag(matrix.image.tag.format(**fields), matrix.image.tag_where or matrix.where),
         origin=request.origin,
         where=request.where,
+        apt=request.settings.apt,
+        env=request.settings.env,
+        user=request.settings.user,
+        copy=request.settings.copy,
+        steps=request.settings.steps,
     )
 
 

@@ -115,3 +115,71 @@ def dockerfile_quote(value: str) -> str:
     label_value(value)
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
+
+
+# --- the keys that make an image yours (envkit.custom) -------------------------------------------------
+
+# Debian policy: a package name is [a-z0-9][a-z0-9+.-]+; a version is [epoch:]upstream[-revision].
+_APT_PACKAGE = re.compile(
+    r"[a-z0-9][a-z0-9+.-]{1,100}(?:=(?:[0-9]{1,4}:)?[A-Za-z0-9][A-Za-z0-9.+~-]{0,100})?"
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_IMAGE_PATH = re.compile(r"(?:/[A-Za-z0-9._+@=,-]{1,255}){1,32}/?")
+MAX_SHELL_LINE = 4096
+
+
+def apt_package(value: object, where: Where | None = None) -> str:
+    """A Debian package name, optionally pinned as name=version."""
+    return _check(_APT_PACKAGE, value, "Debian package", where, "libgl1 or git=1:2.39.5-0+deb12u2")
+
+
+def env_name(value: object, where: Where | None = None) -> str:
+    """An environment variable name: letters, digits and _, not starting with a digit."""
+    return _check(_ENV_NAME, value, "environment variable name", where, "APP_MODE")
+
+
+def env_value(value: object, where: Where | None = None) -> str:
+    """An environment value: printable one-line text (written quoted, without $ expansion)."""
+    return label_value(value, where)
+
+
+def user_name(value: object, where: Where | None = None) -> str:
+    """A POSIX user or group name (lower case, at most 32 characters)."""
+    return _check(_USER_NAME, value, "user name", where, "app")
+
+
+def image_path(value: object, where: Where | None = None) -> str:
+    """An absolute path in the image: no spaces, quotes or variables, no `.` or `..` component."""
+    checked = _check(_IMAGE_PATH, value, "absolute path in the image", where, "/etc/app/app.cfg", 1024)
+    if any(part in (".", "..") for part in checked.split("/")):
+        raise UnsafeValueError(
+            f"{checked!r} has a . or .. component", where=where, hint="write the path plainly"
+        )
+    return checked
+
+
+def shell_line(value: object, where: Where | None = None) -> str:
+    """One line of shell for a RUN instruction: printable, no line break, no trailing backslash (which
+    would continue the instruction onto the next line), no heredoc (`<<`, which BuildKit reads as the
+    following lines of the Dockerfile) and no JSON exec form."""
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_SHELL_LINE
+        or not value.isprintable()
+    ):
+        raise UnsafeValueError(
+            f"a step must be one printable line of at most {MAX_SHELL_LINE} characters, "
+            f"got {str(value)[:40]!r}",
+            where=where,
+            hint="join commands with && on one line, or copy a script (`copy`) and run it",
+        )
+    stripped = value.strip()
+    if stripped.endswith("\\") or "<<" in stripped or stripped.startswith("["):
+        raise UnsafeValueError(
+            f"{stripped[:40]!r}: a step may not end in a backslash, use a heredoc (<<) or start with [",
+            where=where,
+            hint="copy a script into the image (`copy`) and run it in a step",
+        )
+    return stripped

@@ -46,8 +46,10 @@ from envkit.probe.registry import CHECKS, SELFTESTS
 from envkit.report import MAX_REPORT_BYTES, SCHEMA, Report, clean_text, report_from_dict
 from envkit.report import ImageInfo as ReportImage
 from envkit.scratch import scratch_dir
+from envkit.userchecks import UserChecks, metadata_records
 
 PROBE_PACKAGE = "envkit_probe"
+USER_CHECKS = "user-checks.json"
 PROFILE_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
 LOG_TAIL = 40
 DIGEST_REF = re.compile(r"@(sha256:[0-9a-f]{64})$")
@@ -175,6 +177,7 @@ class RunSettings:
     user: str | None = None
     only: tuple[str, ...] = ()
     require_gpu: bool = False
+    user_checks: UserChecks | None = None
 
     @property
     def timeout(self) -> float:
@@ -194,7 +197,24 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     runner["_problem"] = probe.problem
     runner["_python"] = probe.python
     runner["_run_id"] = probe.run_id
-    return _assemble(probe.result, settings, mode="container", image=image, ref=ref, runner=runner)
+    return _assemble(
+        probe.result,
+        settings,
+        mode="container",
+        image=image,
+        ref=ref,
+        runner=runner,
+        extra=_metadata_checks(settings, image),
+    )
+
+
+def _metadata_checks(settings: RunSettings, image: ImageInfo | None) -> list[dict[str, Any]]:
+    """The user's metadata checks, judged here from the engine's view of the image (`--only` applies);
+    SKIP without an image (`--local`)."""
+    if settings.user_checks is None:
+        return []
+    records = metadata_records(settings.user_checks, image)
+    return [r for r in records if not settings.only or r["id"] in settings.only]
 
 
 def validate_local(settings: RunSettings, python: str | None = None) -> Report:
@@ -212,6 +232,9 @@ def validate_local(settings: RunSettings, python: str | None = None) -> Report:
             str(out),
             *_only_args(settings),
         ]
+        if settings.user_checks and settings.user_checks.in_image():
+            (tmp / USER_CHECKS).write_text(settings.user_checks.probe_json(), encoding="utf-8")
+            command += ["--user-checks", str(tmp / USER_CHECKS)]
         env = {**os.environ, "PYTHONPATH": _package_root() + os.pathsep + os.environ.get("PYTHONPATH", "")}
         try:
             done = subprocess.run(command, env=env, timeout=settings.timeout, capture_output=True, text=True)
@@ -223,7 +246,15 @@ def validate_local(settings: RunSettings, python: str | None = None) -> Report:
         result, problem = _parse_result(out.read_bytes() if out.exists() else None)
     runner = _fate(status, time.monotonic() - clock, logs, settings)
     runner["_problem"] = problem
-    return _assemble(result, settings, mode="local", image=None, ref=None, runner=runner)
+    return _assemble(
+        result,
+        settings,
+        mode="local",
+        image=None,
+        ref=None,
+        runner=runner,
+        extra=_metadata_checks(settings, None),
+    )
 
 
 # --- container ---------------------------------------------------------------------------------------
@@ -276,6 +307,7 @@ def probe_container_spec(
             "--labels",
             f"{workdir}/labels.json",
             *_only_args(settings),
+            *_user_checks_args(settings, workdir),
         ),
         name=probe_container_name(run_id),
         labels={
@@ -298,7 +330,7 @@ def probe_container_spec(
 def _run_container(engine: Engine, ref: str, image: ImageInfo, settings: RunSettings) -> _ProbeRun:
     """The probe run in `image`, started by the first of LAUNCH_PYTHONS the image can execute."""
     with scratch_dir("envkit-probe-") as tmp:
-        staged = _stage_probe(tmp, image.labels)
+        staged = _stage_probe(tmp, image.labels, settings.user_checks)
         for python in LAUNCH_PYTHONS:
             probe = _try_container(engine, image, settings, ref, staged, python)
             if probe is not None:
@@ -364,9 +396,9 @@ def _not_executable(message: str, python: str) -> bool:
     )
 
 
-def _stage_probe(folder: Path, labels: Mapping[str, str]) -> Path:
-    """Lay out the probe folder: the probe as a package, launch.py, pynvml if we have it, labels, and
-    writable out/ and tmp/."""
+def _stage_probe(folder: Path, labels: Mapping[str, str], user_checks: UserChecks | None = None) -> Path:
+    """Lay out the probe folder: the probe as a package, launch.py, pynvml if we have it, labels, the
+    user's in-image checks, and writable out/ and tmp/."""
     root = folder / "envkit"
     shutil.copytree(
         _probe_source(), root / PROBE_PACKAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -376,6 +408,8 @@ def _stage_probe(folder: Path, labels: Mapping[str, str]) -> Path:
         shutil.copy(nvml, root / "pynvml.py")
     (root / "launch.py").write_text(LAUNCHER, encoding="utf-8")
     (root / "labels.json").write_text(json.dumps(dict(labels), sort_keys=True), encoding="utf-8")
+    if user_checks and user_checks.in_image():
+        (root / USER_CHECKS).write_text(user_checks.probe_json(), encoding="utf-8")
     writable = [root / "out", root / "tmp"]
     for path in writable:
         path.mkdir()
@@ -405,6 +439,12 @@ def _host_pynvml() -> Path | None:
 
 def _only_args(settings: RunSettings) -> list[str]:
     return ["--only", *settings.only] if settings.only else []
+
+
+def _user_checks_args(settings: RunSettings, workdir: str) -> list[str]:
+    if settings.user_checks is None or not settings.user_checks.in_image():
+        return []
+    return ["--user-checks", f"{workdir}/{USER_CHECKS}"]
 
 
 def _parse_result(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -540,6 +580,7 @@ def _assemble(
     image: ImageInfo | None,
     ref: str | None,
     runner: dict[str, Any],
+    extra: list[dict[str, Any]] | None = None,
 ) -> Report:
     host = host_block(settings, mode)
     # How many GPUs the container was given, when this host's NVML can tell (else None: unchecked).
@@ -547,6 +588,7 @@ def _assemble(
     # A scheduler's job is watched by the scheduler (its time limit bounds it), not by this runner.
     observed = runner.get("_observed_s", runner["duration_s"])
     checks, refusals = _vet(result, settings, mode, observed, given)
+    checks += extra or []  # judged on the host (user metadata checks): the runner's own records
     data = _report_data(
         checks, refusals, result, settings, host, mode=mode, image=image, ref=ref, runner=runner
     )
@@ -626,6 +668,8 @@ def _vet(
     kept: list[dict[str, Any]] = []
     refusals: list[str] = []
     gpu_given = mode == "local" or settings.gpus is not None
+    declared = settings.user_checks.in_image() if settings.user_checks else ()
+    known = PROBE_CHECK_IDS | {check.id for check in declared}
     total = 0.0
     for index, raw in enumerate((result or {}).get("checks", [])):
         if not isinstance(raw, dict):
@@ -633,7 +677,7 @@ def _vet(
             continue
         check_id = raw.get("id")
         shown = clean_text(str(check_id))[:80]
-        if not isinstance(check_id, str) or check_id not in PROBE_CHECK_IDS:
+        if not isinstance(check_id, str) or check_id not in known:
             whose = "not a check of the probe"
             if shown.startswith("runner."):
                 whose = "a record only the runner writes"

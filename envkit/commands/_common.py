@@ -171,7 +171,27 @@ def cell_record(cell: Cell) -> dict[str, Any]:
         "compat_floor": cell.compat_floor,
         "arch_list": list(cell.arch_list),
         "packages": list(cell.packages),
+        **custom_json(cell),
         "origin": cell.origin,
+    }
+
+
+def custom_json(cell: Cell) -> dict[str, Any]:
+    """The keys that make an image yours, as the matrix wrote them (the copy sources relative to it)."""
+    return {
+        "apt": list(cell.apt),
+        "env": dict(cell.env),
+        "user": None
+        if cell.user is None
+        else {
+            "name": cell.user.name,
+            "uid": cell.user.uid,
+            "gid": cell.user.gid,
+            "home": cell.user.home,
+            "shell": cell.user.shell,
+        },
+        "copy": [{"src": spec.src, "dest": spec.dest} for spec in cell.copy],
+        "steps": [{"at": step.at, "run": step.run} for step in cell.steps],
     }
 
 

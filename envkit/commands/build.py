@@ -27,6 +27,7 @@ from envkit.commands._registry import add_registry_arguments, registry_settings,
 from envkit.engine import get_engine
 from envkit.errors import UsageError
 from envkit.lock import check_local_bases, entries_for
+from envkit.provenance import build_labels
 from envkit.registry import get_registry
 from envkit.render import CA_SECRET_ID
 from envkit.resolve import Plan
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         push=push,
         state_root=scratch.STATE_ROOT,
+        provenance=build_labels(the_plan.matrix.file),
     )
     report_path = args.report or scratch.build_report_path(the_plan.matrix.name)
     try:

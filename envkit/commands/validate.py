@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from envkit.commands._common import checked_plan
 from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine, parse_gpus
 from envkit.errors import ConfigError, UsageError
+from envkit.matrix import load_matrix
 from envkit.policy import check_id_hint, known_check_ids
 from envkit.registry import get_registry
 from envkit.report import Report, clean_text, dump_report
@@ -33,6 +36,8 @@ from envkit.runners import (
 from envkit.runners.config import resolve
 from envkit.runners.watch import Progress, run_jobs
 from envkit.ui import console
+from envkit.userchecks import PREFIX as USER_PREFIX
+from envkit.userchecks import UserChecks, load_checks
 from envkit.validate import (
     DIGEST_REF,
     JobProbe,
@@ -87,6 +92,12 @@ def register(sub: Any) -> None:
         "--timeout", type=float, metavar="SECONDS", help="whole-probe timeout (default by profile)"
     )
     parser.add_argument("--user", metavar="USER", help="run as this user (default: the image's own user)")
+    parser.add_argument(
+        "--checks",
+        type=Path,
+        metavar="FILE",
+        help="also run the user.* checks declared in FILE (default with --matrix: its `checks:`)",
+    )
     parser.add_argument("--only", action="append", default=[], metavar="CHECK", help="run only this check id")
     parser.add_argument("-o", "--out", type=Path, metavar="FILE", help="report file (one image, or --local)")
     parser.add_argument(
@@ -171,14 +182,22 @@ def registry_targets(matrix: Path, root: str, args: argparse.Namespace) -> list[
 def run(args: argparse.Namespace) -> int:
     out = console()
     targets = list(args.images)
+    matrix_checks = None
     if args.registry and not args.matrix:
         raise UsageError("--registry goes with --matrix", hint="or name IMAGE as HOST/REPO@sha256:...")
     if args.matrix and args.registry:
         targets += registry_targets(args.matrix, args.registry, args)
+        matrix_checks = load_matrix(args.matrix).checks
     elif args.matrix:
         with out.status("resolving the matrix…"):
-            targets += [cell.image for cell in checked_plan(args.matrix).cells]
+            the_plan = checked_plan(args.matrix)
+        targets += [cell.image for cell in the_plan.cells]
+        matrix_checks = the_plan.matrix.checks
     if args.runner != "local":
+        if args.checks:
+            raise UsageError(
+                f"--checks is not supported with --runner {args.runner} yet", hint="use --runner local"
+            )
         return _run_on_cluster(args, targets)
     given = [flag for flag in _CLUSTER_ONLY if getattr(args, flag) is not None]
     if given:
@@ -191,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out and len(targets) > 1:
         raise UsageError("--out takes one image; use --out-dir for several")
-    settings = _settings(args)
+    user_checks = load_checks(args.checks) if args.checks else matrix_checks
+    settings = replace(_settings(args), user_checks=user_checks)
+    _check_user_only(args.only, user_checks)
     if args.local:
         with out.status("running the probe on this host…"):
             report = validate_local(settings, args.python)
@@ -327,7 +348,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     for check in args.only:
-        if check not in known_check_ids():
+        # user.* ids are checked against the declared user checks (_check_user_only).
+        if check not in known_check_ids() and not check.startswith(USER_PREFIX):
             raise UsageError(f"--only {check}: unknown check", hint=check_id_hint(check))
     return RunSettings(
         profile=args.profile,
@@ -340,6 +362,15 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         only=tuple(args.only),
         require_gpu=args.require_gpu,
     )
+
+
+def _check_user_only(only: list[str], user_checks: UserChecks | None) -> None:
+    declared = [check.id for check in user_checks.checks] if user_checks else []
+    for check in only:
+        if check.startswith(USER_PREFIX) and check not in declared:
+            close = difflib.get_close_matches(check, declared, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "declare it in the checks file (--checks FILE)"
+            raise UsageError(f"--only {check}: no such user check", hint=hint)
 
 
 def parse_size(text: str, flag: str) -> int:

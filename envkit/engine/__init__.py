@@ -110,6 +110,8 @@ class ImageInfo:
     size: int
     created: str
     digests: tuple[str, ...] = ()  # repository@sha256:... names; an image pulled by digest has no tag
+    user: str = ""  # the image config's User ("" runs as root)
+    exposed_ports: tuple[str, ...] = ()  # e.g. ("8080/tcp",)
 
 
 @dataclass(frozen=True, kw_only=True)

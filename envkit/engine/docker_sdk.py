@@ -428,6 +428,8 @@ def _image_info(raw: Mapping[str, Any]) -> ImageInfo:
         size=int(raw.get("Size") or 0),
         created=str(raw.get("Created", "")),
         digests=digests,
+        user=str((raw.get("Config") or {}).get("User") or ""),
+        exposed_ports=tuple(sorted((raw.get("Config") or {}).get("ExposedPorts") or {})),
     )
 
 

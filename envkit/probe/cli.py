@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import Sequence
 
-from . import registry
+from . import checks_user, registry
 from .context import PRESETS, PROFILES, Context, ProbeUsageError, load_labels
 from .isolate import package_name, run_in_child
 from .suite import Limits, ReportFile, run_suite
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit the whole run in S seconds: later checks keep a share, the report is always written "
         "(give S a little under any outer timeout)",
     )
+    parser.add_argument(
+        "--user-checks", metavar="FILE.json", help="also run the user.* checks declared in this file"
+    )
     parser.add_argument("--list", action="store_true", help="print the check ids and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--run-check", metavar="ID", help=argparse.SUPPRESS)
@@ -63,10 +66,12 @@ def main(argv: Sequence[str] | None = None, *, propagate_stop: bool = True) -> i
             preset=args.preset,
             labels=load_labels(args.labels),
             limit_s=args.check_limit_s,
+            user_checks=args.user_checks,
+            check_id=args.run_check,
         )
         if args.run_check:
             return _child(args, ctx)
-        specs = _select(args.only)
+        specs = _select(args.only, args.user_checks)
         if args.timeout_scale <= 0:
             raise ProbeUsageError("--timeout-scale must be positive")
         if args.budget_s is not None and args.budget_s <= 0:
@@ -88,12 +93,21 @@ def main(argv: Sequence[str] | None = None, *, propagate_stop: bool = True) -> i
 def _child(args: argparse.Namespace, ctx: Context) -> int:
     if not args.result:
         raise ProbeUsageError("--run-check needs --result FILE")
-    return run_in_child(_select([args.run_check])[0], ctx, args.result)
+    return run_in_child(_select([args.run_check], args.user_checks)[0], ctx, args.result)
 
 
-def _select(only: Sequence[str]) -> list[registry.CheckSpec]:
+def _select(only: Sequence[str], user_checks: str | None = None) -> list[registry.CheckSpec]:
+    """envkit's checks (all, or those in `only`), then the user.* checks of `user_checks`."""
+    user = checks_user.specs(user_checks) if user_checks else []
+    if only:
+        by_id = {spec.id: spec for spec in user}
+        user = [by_id[check_id] for check_id in only if check_id in by_id]
+        # Other user.* ids are not the probe's: the runner judges metadata checks on the host.
+        only = [check_id for check_id in only if not check_id.startswith(checks_user.PREFIX)]
+        if not only:
+            return user
     try:
-        return registry.select(only)
+        return registry.select(only) + user
     except KeyError as error:
         known = ", ".join(registry.public_ids())
         raise ProbeUsageError(f"unknown check id {error.args[0]!r} (known: {known})") from None

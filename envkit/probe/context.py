@@ -22,6 +22,9 @@ class Context:
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     # The running check's own time limit in seconds (None outside a child): long checks plan by it.
     limit_s: float | None = None
+    # The `--user-checks` file (user.* checks), and in a child the id of the check it runs.
+    user_checks: str | None = None
+    check_id: str | None = None
 
     def label(self, key: str) -> str | None:
         """The value of io.envkit.<key> with whitespace stripped, or None when absent."""
@@ -33,6 +36,8 @@ class Context:
         argv = ["--profile", self.profile]
         if self.preset:
             argv += ["--preset", self.preset]
+        if self.user_checks:
+            argv += ["--user-checks", self.user_checks]
         return argv
 
 

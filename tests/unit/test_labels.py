@@ -45,7 +45,7 @@ def test_every_label_name_is_distinct_and_prefixed() -> None:
     names = {name: value for name, value in vars(labels).items() if name.isupper() and isinstance(value, str)}
     values = [value for name, value in names.items() if name != "PREFIX"]
     assert len(values) == len(set(values))
-    assert all(value.startswith(labels.PREFIX) for value in values)
+    assert all(value.startswith(labels.RESERVED_PREFIXES) for value in values)
 
 
 def test_probe_reads_only_labels_that_envkit_writes() -> None:
