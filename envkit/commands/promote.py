@@ -17,16 +17,19 @@ from rich.text import Text
 
 from envkit import scratch
 from envkit.commands._common import (
+    add_locked_argument,
     add_matrix_argument,
     add_only_argument,
     add_render_arguments,
     load_plan,
     render_options,
     render_selected,
+    selected_cells,
 )
 from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine
 from envkit.errors import UsageError
+from envkit.lock import entries_for
 from envkit.policy import load_policy
 from envkit.promote import (
     READY,
@@ -77,6 +80,7 @@ def register(sub: Any) -> None:
                         help="write the promotion record here (default .envkit/<matrix>/promotion.json)")
     add_only_argument(parser)
     add_render_arguments(parser)
+    add_locked_argument(parser)
     add_registry_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -130,7 +134,9 @@ def run_registry_side(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     reports = load_reports([args.reports])
     staging, target = _endpoints(args, the_plan)
-    contexts = render_selected(the_plan, render_options(args), args.only)
+    # A locked build's content hash covers its lock entry: promote must render the cells the same way.
+    locks = entries_for(selected_cells(the_plan, args.only), args.matrix) if args.locked else None
+    contexts = render_selected(the_plan, render_options(args), args.only, locks)
     candidates = assess_staged(find_staged(contexts, staging), staging, reports, policy)
     out = console()
     out.print(candidates_table(candidates, release_root))

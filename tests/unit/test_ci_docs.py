@@ -12,7 +12,7 @@ from envkit.cli import build_parser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ci"
 COMMAND = re.compile(
-    r"envkit (plan|render|build|validate|gate|report|diff|promote|verify|lock|compat|doctor|gc)\b[^\n|&;)]*"
+    r"envkit (plan|render|build|validate|gate|report|diff|promote|verify|lock|compat|doctor|gc)\b[^\n|&;)>]*"
 )
 
 
@@ -27,7 +27,8 @@ def commands(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", sorted(DOCS.glob("*.yml")), ids=lambda p: p.name)
 def test_every_envkit_command_in_the_ci_examples_parses(path: Path) -> None:
     found = commands(path)
-    assert len(found) >= 5
+    # The pipelines use most commands; the lock-drift workflow only `lock --check` and `--update`.
+    assert len(found) >= (2 if "drift" in path.name else 5)
     for line in found:
         argv = shlex.split(line)[1:]
         try:

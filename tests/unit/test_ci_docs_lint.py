@@ -26,14 +26,19 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_zizmor_finds_nothing_in_the_github_actions_example() -> None:
-    done = run(tool("zizmor"), "--offline", "--no-progress", str(DOCS / "github-actions.yml"))
+GITHUB_WORKFLOWS = ("github-actions.yml", "github-lock-drift.yml")
+
+
+@pytest.mark.parametrize("file", GITHUB_WORKFLOWS)
+def test_zizmor_finds_nothing_in_the_github_actions_examples(file: str) -> None:
+    done = run(tool("zizmor"), "--offline", "--no-progress", str(DOCS / file))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No findings" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
-    ("file", "schema"), [("github-actions.yml", "vendor.github-workflows"), ("gitlab-ci.yml", "vendor.gitlab-ci")]
+    ("file", "schema"),
+    [*((name, "vendor.github-workflows") for name in GITHUB_WORKFLOWS), ("gitlab-ci.yml", "vendor.gitlab-ci")],
 )
 def test_ci_examples_match_the_published_schemas(file: str, schema: str) -> None:
     done = run(tool("check-jsonschema"), "--builtin-schema", schema, str(DOCS / file))

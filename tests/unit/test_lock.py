@@ -16,6 +16,7 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import hostile
 import pytest
 from cells import CPU_CELL, CUDA_CELL
 from fakes import FakeEngine
@@ -526,3 +527,18 @@ def test_a_lock_larger_than_a_matrix_may_be_is_read(tmp_path: Path) -> None:
     path = write(tmp_path, *entries)
     assert path.stat().st_size > 256 * 1024  # the matrix loader's limit
     assert len(L.read_lock(path).cells) == 50
+
+
+def test_registry_promote_locked_renders_with_the_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A locked build's content tags cover the lock, so promote must find cells through the same lock.
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(MATRIX)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\n")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    shutil.copy(hostile.GOOD_REPORT, reports / "report.json")
+    argv = ["promote", str(matrix), "--from", "127.0.0.1:9/staging", "--to", "127.0.0.1:9/release",
+            "--reports", str(reports), "--policy", str(policy), "--wheelhouse", str(tmp_path)]
+    assert main([*argv, "--locked"]) == 2
+    assert "no lock file" in capsys.readouterr().err
