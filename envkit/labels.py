@@ -29,6 +29,8 @@ OS = PREFIX + "os"
 FLAVOR = PREFIX + "flavor"
 DRIVER_FLOOR = PREFIX + "driver-floor"
 ARCH_LIST = PREFIX + "arch-list"
+# Only on images with a user layer: "jupyter", "ssh" or "jupyter,ssh" (the probe's service checks read it).
+USER_LAYER = PREFIX + "user-layer"
 
 # Set on the local base image that scripts/make-base-image.sh makes.
 BASE = PREFIX + "base"

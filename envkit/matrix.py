@@ -23,7 +23,8 @@ AXES = ("torch", "cuda", "cudnn", "python", "os", "flavor")
 FLAVORS = ("runtime", "devel", "cpu")
 PYTHON_SOURCES = ("auto", "distro", "standalone")
 TORCH_SOURCES = ("index", "pypi", "wheelhouse")
-CELL_SETTINGS = ("base", "python_source", "torch_source", "packages")
+CELL_SETTINGS = ("base", "python_source", "torch_source", "packages", "user_layer")
+USER_LAYERS = ("jupyter", "ssh")
 NO_CUDA = ("none", "cpu")
 DEFAULT_TAG = "{torch}-{variant}-py{python}-{os}-{flavor}"
 MAX_RAW_CELLS = 100_000
@@ -43,6 +44,7 @@ TOP_KEYS = (
     "base",
     "labels",
     "torch_index",
+    "user_layer",
 )
 IMAGE_KEYS = ("repository", "registry", "tag")
 
@@ -69,6 +71,7 @@ class CellSettings:
     python_source: str = "auto"
     torch_source: str = "index"
     packages: tuple[str, ...] = ()
+    user_layer: tuple[str, ...] = ()  # services on top of the flavor, in USER_LAYERS order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,6 +366,7 @@ TAG_FIELDS = (
     "python",
     "os",
     "flavor",
+    "user_layer",
 )
 
 
@@ -461,7 +465,25 @@ def _settings_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str
         out["torch_source"] = _choice(doc, (*path, "torch_source"), TORCH_SOURCES)
     if data.get("packages") is not None:
         out["packages"] = _packages(doc, (*path, "packages"))
+    if "user_layer" in data:
+        out["user_layer"] = _user_layer(doc, (*path, "user_layer"))
     return out
+
+
+def _user_layer(doc: SourceDoc, path: tuple[Any, ...]) -> tuple[str, ...]:
+    """`jupyter`, `ssh`, a list of them, or an empty list / `none` (no layer; an include may reset it)."""
+    value = _get(doc.data, path)
+    if value is None or value == "none" or value == []:
+        return ()
+    if not isinstance(value, str | list):
+        raise ConfigError(
+            f"expected a user layer name or a list of them, got {type(value).__name__}",
+            where=doc.where(*path),
+            hint=f"e.g. user_layer: [{', '.join(USER_LAYERS)}]",
+        )
+    items = [path] if isinstance(value, str) else [(*path, i) for i in range(len(value))]
+    chosen = {_choice(doc, item, USER_LAYERS) for item in items}
+    return tuple(layer for layer in USER_LAYERS if layer in chosen)
 
 
 def _settings_from(

@@ -31,6 +31,9 @@ from envkit.resolve import Cell, Plan
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
 CA_SECRET_ID = "ca-bundle"
+# The user layer's JupyterLab, pinned like torch (its newest release when the layer was written).
+JUPYTERLAB_VERSION = "4.6.6"
+USER_LAYER_FILES = {"envkit-start": "user-layer-envkit-start", "sshd_config": "user-layer-sshd_config"}
 _WHEEL = re.compile(
     r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl"
 )
@@ -185,6 +188,7 @@ def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[
         L.FLAVOR: cell.flavor,
         L.DRIVER_FLOOR: cell.driver_floor or "",
         L.ARCH_LIST: ";".join(cell.arch_list),
+        **({L.USER_LAYER: ",".join(cell.user_layer)} if cell.user_layer else {}),
         **extra,
     }
     for key, value in labels.items():
@@ -206,7 +210,8 @@ def _check_cell(cell: Cell) -> None:
     for value in (cell.torch, cell.python, cell.python_full, cell.cuda, cell.cuda_full, cell.cudnn):
         if value is not None:
             safety.version(value, where)
-    for value in (cell.variant, cell.os, cell.flavor, cell.python_source, cell.torch_source):
+    names = (cell.variant, cell.os, cell.flavor, cell.python_source, cell.torch_source, *cell.user_layer)
+    for value in names:
         safety.name(value, where)
     for package in cell.packages:
         safety.requirement(package, where)
@@ -267,6 +272,7 @@ def _template_variables(
         "nvidia_env": nvidia_env(cell),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),
+        "jupyterlab_version": JUPYTERLAB_VERSION,
     }
 
 
@@ -334,7 +340,16 @@ def _context_files(cell: Cell, options: RenderOptions) -> dict[str, Path]:
         files.update(_wheelhouse_files(cell, options.wheelhouse))
     if options.ca_bundle is not None and not options.buildkit:
         files[CA_BUNDLE_NAME] = _readable(options.ca_bundle, "--ca-bundle")
+    if cell.user_layer:
+        files.update(_user_layer_files(cell))
     return files
+
+
+def _user_layer_files(cell: Cell) -> dict[str, Path]:
+    """The start script (and sshd's config for the ssh layer), shipped beside the templates."""
+    root = Path(str(resources.files("envkit.templates")))
+    names = ["envkit-start"] + (["sshd_config"] if "ssh" in cell.user_layer else [])
+    return {f"user-layer/{name}": root / USER_LAYER_FILES[name] for name in names}
 
 
 def _wheelhouse_files(cell: Cell, folder: Path) -> dict[str, Path]:

@@ -130,6 +130,7 @@ def cell_record(cell: Cell) -> dict[str, Any]:
         "compat_floor": cell.compat_floor,
         "arch_list": list(cell.arch_list),
         "packages": list(cell.packages),
+        "user_layer": list(cell.user_layer),
         "origin": cell.origin,
     }
 
