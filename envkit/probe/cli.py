@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             print("\n".join(registry.public_ids()))
             return 0
-        ctx = Context(profile=args.profile, preset=args.preset, labels=load_labels(args.labels))
+        ctx = Context(
+            profile=args.profile, preset=args.preset, labels=load_labels(args.labels), only=tuple(args.only)
+        )
         if args.run_check:
             return _child(args, ctx)
         specs = _select(args.only)

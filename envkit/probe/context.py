@@ -20,6 +20,7 @@ class Context:
     profile: str = "quick"
     preset: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    only: tuple = ()  # check ids asked for by name (--only): checks that are N/A by default then run
 
     def label(self, key: str) -> str | None:
         """The value of io.envkit.<key> with whitespace stripped, or None when absent."""
@@ -31,6 +32,8 @@ class Context:
         argv = ["--profile", self.profile]
         if self.preset:
             argv += ["--preset", self.preset]
+        if self.only:
+            argv += ["--only", *self.only]
         return argv
 
 
