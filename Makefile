@@ -11,7 +11,7 @@ WHEELHOUSE ?= $(PIP_FIND_LINKS)
 CA_BUNDLE ?= $(PIP_CERT)
 BUILD_FLAGS := $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-.PHONY: demo test venv test-deps engine base-image unit docker-tier lint bench clean
+.PHONY: demo test venv test-deps engine base-image unit docker-tier podman-tier lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,7 @@ base-image: engine
 
 test-deps: venv engine base-image
 	bash scripts/install-test-deps.sh
+	bash scripts/ensure-podman.sh
 
 demo: venv base-image
 	$(ENVKIT) plan $(DEMO_MATRIX)
@@ -49,6 +50,9 @@ test: test-deps
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
+
+podman-tier: test-deps
+	$(BIN)/pytest tests/podman -q
 
 lint: venv
 	$(BIN)/ruff check envkit tests scripts benchmarks

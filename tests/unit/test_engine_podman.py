@@ -49,3 +49,14 @@ def test_podman_containers_get_this_process_hard_limits_and_no_device_requests()
         assert limits["nofile"] == (nofile_hard, nofile_hard)
     assert args["devices"] == ["nvidia.com/gpu=all"] and args["device_requests"] is None
     assert "devices" not in _podman_host_config(ContainerSpec(image="x"))
+
+
+def test_buildkit_against_podman_is_refused_before_any_build(tmp_path) -> None:
+    from envkit.engine import BuildRequest
+    from envkit.engine.buildkit import BuildKitEngine
+
+    engine = BuildKitEngine(host="unix:///nonexistent.sock", env={})
+    engine._product = "Podman"
+    with pytest.raises(UsageError, match="no BuildKit") as info:
+        engine.build(BuildRequest(context_dir=tmp_path), lambda _: None)
+    assert "without --buildkit" in (info.value.hint or "")
