@@ -384,6 +384,10 @@ def _podman_host_config(spec: ContainerSpec) -> dict[str, Any]:
     ulimits = []
     for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
         _soft, hard = resource.getrlimit(which)
+        if which == resource.RLIMIT_NPROC:
+            # Seen on Debian's podman 4.3: an nproc limit above the kernel's pid_max is refused
+            # (EPERM) even within the hard limit; no container can reach it anyway.
+            hard = min(hard, _pid_max()) if hard != resource.RLIM_INFINITY else _pid_max()
         if hard != resource.RLIM_INFINITY:
             ulimits.append(Ulimit(name=name, soft=hard, hard=hard))
     args: dict[str, Any] = {"ulimits": ulimits or None}
@@ -391,6 +395,13 @@ def _podman_host_config(spec: ContainerSpec) -> dict[str, Any]:
         args["device_requests"] = None
         args["devices"] = cdi_devices(spec.gpus)
     return args
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text().strip())
+    except (OSError, ValueError):
+        return 32768  # the kernel's default
 
 
 def cdi_devices(gpus: str) -> list[str]:

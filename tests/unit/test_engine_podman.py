@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,10 @@ def test_podman_containers_get_this_process_hard_limits_and_no_device_requests()
     nofile_hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if nofile_hard != resource.RLIM_INFINITY:
         assert limits["nofile"] == (nofile_hard, nofile_hard)
+    nproc_hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    expected = pid_max if nproc_hard == resource.RLIM_INFINITY else min(nproc_hard, pid_max)
+    assert limits["nproc"] == (expected, expected)
     assert args["devices"] == ["nvidia.com/gpu=all"] and args["device_requests"] is None
     assert "devices" not in _podman_host_config(ContainerSpec(image="x"))
 
