@@ -33,6 +33,18 @@ JUPYTER_START_S = 120.0
 SSHD_START_S = 20.0
 KERNEL_S = 120.0
 START_SCRIPT = "envkit-start"
+# The effective sshd settings a report shows (`sshd -T` names).
+_AUTH_KEYS = (
+    "port",
+    "hostkey",
+    "passwordauthentication",
+    "kbdinteractiveauthentication",
+    "permitemptypasswords",
+    "permitrootlogin",
+    "pubkeyauthentication",
+    "usepam",
+    "authorizedkeysfile",
+)
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 KERNEL_CODE = (
     "import sys, torch\n"
@@ -383,7 +395,7 @@ def check_ssh(ctx: Context) -> Outcome:
                 details=details,
             )
         effective = _effective_config([*base, "-T"])
-        details["config"] = effective
+        details["config"] = {key: effective.get(key) for key in _AUTH_KEYS}
         baked = _baked_host_keys(effective)
         details["baked_host_keys"] = baked
         if baked:
