@@ -24,7 +24,7 @@ name: user-layer
 image: {{repository: {repository}}}
 base: {base}
 torch_source: wheelhouse
-user_layer: [jupyter, ssh]
+user_layer: {layer}
 axes: {{torch: ["2.13.0"], cuda: [none], python: ["3.11"], os: [debian12], flavor: [cpu]}}
 """
 SERVICES = ("service.jupyter", "service.ssh")
@@ -40,20 +40,45 @@ HOSTILE = {
 }
 
 
+def _build(engine: DockerSdkEngine, base: str, folder: Path, layer: str) -> tuple[int, list[dict]]:
+    repository = f"envkit-test/user-layer-{uuid.uuid4().hex[:8]}"
+    matrix = folder / "m.yaml"
+    matrix.write_text(MATRIX.format(repository=repository, base=base, layer=layer))
+    flags = ["--wheelhouse", str(wheelhouse_or_skip()), "--ca-bundle", str(canary_ca_bundle(folder, "ul"))]
+    report = folder / "build.json"
+    code = main(["build", str(matrix), *flags, "--report", str(report), "--log-dir", str(folder / "logs")])
+    return code, json.loads(report.read_text())["cells"] if report.exists() else []
+
+
+@pytest.fixture(scope="module", params=["[jupyter, ssh]", "jupyter", "ssh"])
+def built(
+    request: pytest.FixtureRequest,
+    engine: DockerSdkEngine,
+    base_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str]]:
+    """(layer, image) for a CPU cell with both layers, and with each alone."""
+    folder = tmp_path_factory.mktemp("user-layer")
+    code, cells = _build(engine, base_image, folder, request.param)
+    try:
+        assert code == 0 and len(cells) == 1, [p.read_text()[-3000:] for p in (folder / "logs").glob("*")]
+        yield request.param, cells[0]["image"]
+    finally:
+        for cell in cells:
+            for tag in cell["tags"]:
+                engine.remove_image(tag, force=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def layered(
     engine: DockerSdkEngine, base_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("user-layer")
-    repository = f"envkit-test/user-layer-{uuid.uuid4().hex[:8]}"
-    matrix = folder / "m.yaml"
-    matrix.write_text(MATRIX.format(repository=repository, base=base_image))
-    flags = ["--wheelhouse", str(wheelhouse_or_skip()), "--ca-bundle", str(canary_ca_bundle(folder, "ul"))]
-    report = folder / "build.json"
-    code = main(["build", str(matrix), *flags, "--report", str(report), "--log-dir", str(folder / "logs")])
-    cells = json.loads(report.read_text())["cells"] if report.exists() else []
+    """The image with both layers (the hostile variants are built FROM it)."""
+    folder = tmp_path_factory.mktemp("user-layer-both")
+    code, cells = _build(engine, base_image, folder, "[jupyter, ssh]")
     try:
-        assert code == 0 and len(cells) == 1, (folder / "logs").iterdir()
+        assert code == 0 and len(cells) == 1
         yield cells[0]["image"]
     finally:
         for cell in cells:
@@ -85,12 +110,22 @@ def validate(image: str, folder: Path, *checks: str) -> dict[str, tuple[str, str
     return {c.id: (c.status, c.summary) for c in load_report(out).checks if c.id.startswith("service.")}
 
 
-def test_layered_image_passes_both_service_checks(layered: str, tmp_path: Path) -> None:
-    found = validate(layered, tmp_path, *SERVICES)
-    assert found["service.jupyter"][0] == "PASS", found
-    assert "cuda available: False" in found["service.jupyter"][1]
-    assert found["service.ssh"][0] == "PASS", found
-    assert "imported torch 2.13.0" in found["service.ssh"][1]
+def test_each_layer_passes_its_check_and_the_other_finds_no_service(
+    built: tuple[str, str], tmp_path: Path
+) -> None:
+    layer, image = built
+    # Both asked for by id, as for a foreign image: the missing service is a SKIP that says so.
+    found = validate(image, tmp_path, *SERVICES)
+    if "jupyter" in layer:
+        assert found["service.jupyter"][0] == "PASS", found
+        assert "cuda available: False" in found["service.jupyter"][1]
+    else:
+        assert found["service.jupyter"][0] == "SKIP" and "no Jupyter server" in found["service.jupyter"][1]
+    if "ssh" in layer:
+        assert found["service.ssh"][0] == "PASS", found
+        assert "imported torch 2.13.0" in found["service.ssh"][1]
+    else:
+        assert found["service.ssh"] == ("SKIP", "no sshd in this image"), found
 
 
 def test_jupyter_with_an_empty_token_fails(hostile: dict[str, str], tmp_path: Path) -> None:
