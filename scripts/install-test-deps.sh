@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)  # the user-layer test logs in from the host
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

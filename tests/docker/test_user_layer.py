@@ -191,3 +191,68 @@ def test_generated_token_is_printed_and_never_empty(layered: str) -> None:
         assert len(token) >= 32
     finally:
         container.remove(force=True)
+
+
+def test_the_readme_commands_work_from_the_host(layered: str, tmp_path: Path) -> None:
+    """`docker run -p 8888 -p 2222 -e SSH_AUTHORIZED_KEYS=...`: token from the log, ssh as envkit."""
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    client = docker.from_env()
+    container = client.containers.run(
+        layered,
+        detach=True,
+        ports={"2222/tcp": ("127.0.0.1", None), "8888/tcp": ("127.0.0.1", None)},
+        environment={"SSH_AUTHORIZED_KEYS": key.with_suffix(".pub").read_text().strip()},
+    )
+    try:
+        token = ""
+        for _ in range(120):
+            logs = container.logs().decode(errors="replace")
+            if "this container's token is" in logs and "ServerApp" in logs:
+                token = logs.split("this container's token is", 1)[1].split()[0]
+                break
+            time.sleep(0.5)
+        container.reload()
+        ports = container.attrs["NetworkSettings"]["Ports"]
+        lab, ssh = ports["8888/tcp"][0]["HostPort"], ports["2222/tcp"][0]["HostPort"]
+        url = f"http://127.0.0.1:{lab}/api/status"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 403
+        accepted = urllib.request.urlopen(
+            urllib.request.Request(url, headers={"Authorization": f"token {token}"}), timeout=10
+        )
+        assert accepted.status == 200
+        login = subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(key),
+                "-p",
+                ssh,
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "envkit@127.0.0.1",
+                "python -c 'import torch; print(torch.__version__)'; id -un",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.split()[-2:] == ["2.13.0+cpu", "envkit"]
+    finally:
+        container.remove(force=True)
