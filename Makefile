@@ -11,7 +11,7 @@ WHEELHOUSE ?= $(PIP_FIND_LINKS)
 CA_BUNDLE ?= $(PIP_CERT)
 BUILD_FLAGS := $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-.PHONY: demo test venv test-deps engine base-image slurm slurm-stop unit fuzz docker-tier lint bench clean
+.PHONY: demo test venv test-deps engine base-image slurm slurm-stop unit fuzz docker-tier podman-tier lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,7 @@ slurm-stop:
 
 test-deps: venv engine base-image slurm
 	bash scripts/install-test-deps.sh
+	bash scripts/ensure-podman.sh
 
 demo: venv base-image
 	$(ENVKIT) plan $(DEMO_MATRIX)
@@ -62,6 +63,8 @@ unit: venv
 # Every generated hostile document (the default `quick` profile runs a quarter of them).
 fuzz: venv
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest tests/unit/test_hostile_documents.py -q
+podman-tier: test-deps
+	$(BIN)/pytest tests/podman -q
 
 lint: venv
 	$(BIN)/ruff check envkit tests scripts benchmarks

@@ -35,6 +35,7 @@ class EngineStatus:
     api_version: str | None = None
     runtimes: tuple[str, ...] | None = None
     error: str | None = None
+    product: str | None = None  # which engine answered: Docker, or Podman's compatible API
 
     @property
     def nvidia_runtime(self) -> bool | None:
@@ -130,7 +131,12 @@ def engine_status(engine: Engine, host: str) -> EngineStatus:
     except EnvkitError:
         runtimes = None
     return EngineStatus(
-        host=info.host, reachable=True, version=info.version, api_version=info.api_version, runtimes=runtimes
+        host=info.host,
+        reachable=True,
+        version=info.version,
+        api_version=info.api_version,
+        runtimes=runtimes,
+        product=info.product,
     )
 
 

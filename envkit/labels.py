@@ -40,6 +40,8 @@ STEPS = PREFIX + "steps"
 OCI_CREATED = "org.opencontainers.image.created"
 OCI_SOURCE = "org.opencontainers.image.source"
 OCI_REVISION = "org.opencontainers.image.revision"
+# Only on images with a user layer: "jupyter", "ssh" or "jupyter,ssh" (the probe's service checks read it).
+USER_LAYER = PREFIX + "user-layer"
 
 # Set on the local base image that scripts/make-base-image.sh makes.
 BASE = PREFIX + "base"

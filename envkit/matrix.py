@@ -26,7 +26,8 @@ AXES = ("torch", "cuda", "cudnn", "python", "os", "flavor")
 FLAVORS = ("runtime", "devel", "cpu")
 PYTHON_SOURCES = ("auto", "distro", "standalone")
 TORCH_SOURCES = ("index", "pypi", "wheelhouse")
-CELL_SETTINGS = ("base", "python_source", "torch_source", "packages", *custom.KEYS)
+CELL_SETTINGS = ("base", "python_source", "torch_source", "packages", "user_layer", *custom.KEYS)
+USER_LAYERS = ("jupyter", "ssh")
 NO_CUDA = ("none", "cpu")
 DEFAULT_TAG = "{torch}-{variant}-py{python}-{os}-{flavor}"
 MAX_RAW_CELLS = 100_000
@@ -48,6 +49,7 @@ TOP_KEYS = (
     "base",
     "labels",
     "torch_index",
+    "user_layer",
 )
 IMAGE_KEYS = ("repository", "registry", "tag")
 
@@ -80,6 +82,7 @@ class CellSettings:
     user: custom.UserSpec | None = None
     copy: tuple[custom.CopySpec, ...] = ()
     steps: tuple[custom.Step, ...] = ()
+    user_layer: tuple[str, ...] = ()  # services on top of the flavor, in USER_LAYERS order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,6 +418,7 @@ TAG_FIELDS = (
     "python",
     "os",
     "flavor",
+    "user_layer",
 )
 
 
@@ -574,6 +578,8 @@ def _settings_overrides(doc: SourceDoc, path: tuple[Any, ...], data: Mapping[str
         out["torch_source"] = _choice(doc, (*path, "torch_source"), TORCH_SOURCES)
     if data.get("packages") is not None:
         out["packages"] = _packages(doc, (*path, "packages"))
+    if "user_layer" in data:
+        out["user_layer"] = _user_layer(doc, (*path, "user_layer"))
     out.update(_custom_overrides(doc, path, data))
     return out
 
@@ -602,6 +608,22 @@ def _merge_custom(base: CellSettings, overrides: Mapping[str, Any]) -> dict[str,
     if "steps" in overrides:
         changes["steps"] = (*base.steps, *overrides["steps"])
     return changes
+
+
+def _user_layer(doc: SourceDoc, path: tuple[Any, ...]) -> tuple[str, ...]:
+    """`jupyter`, `ssh`, a list of them, or an empty list / `none` (no layer; an include may reset it)."""
+    value = _get(doc.data, path)
+    if value is None or value == "none" or value == []:
+        return ()
+    if not isinstance(value, str | list):
+        raise ConfigError(
+            f"expected a user layer name or a list of them, got {type(value).__name__}",
+            where=doc.where(*path),
+            hint=f"e.g. user_layer: [{', '.join(USER_LAYERS)}]",
+        )
+    items = [path] if isinstance(value, str) else [(*path, i) for i in range(len(value))]
+    chosen = {_choice(doc, item, USER_LAYERS) for item in items}
+    return tuple(layer for layer in USER_LAYERS if layer in chosen)
 
 
 def _settings_from(

@@ -36,6 +36,9 @@ WHEELHOUSE_DIR = "wheelhouse"
 CA_SECRET_ID = "ca-bundle"
 COPY_DIR = "copy"
 LOCKED_REQUIREMENTS = "requirements.lock"
+# The user layer's JupyterLab, pinned like torch (its newest release when the layer was written).
+JUPYTERLAB_VERSION = "4.6.6"
+USER_LAYER_FILES = {"envkit-start": "user-layer-envkit-start", "sshd_config": "user-layer-sshd_config"}
 _WHEEL = re.compile(
     r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl"
 )
@@ -216,6 +219,7 @@ def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[
         L.DRIVER_FLOOR: cell.driver_floor or "",
         L.ARCH_LIST: ";".join(cell.arch_list),
         **custom_labels(cell),
+        **({L.USER_LAYER: ",".join(cell.user_layer)} if cell.user_layer else {}),
         **extra,
     }
     for key, value in labels.items():
@@ -254,13 +258,20 @@ def _check_cell(cell: Cell) -> None:
     for value in (cell.torch, cell.python, cell.python_full, cell.cuda, cell.cuda_full, cell.cudnn):
         if value is not None:
             safety.version(value, where)
-    for value in (cell.variant, cell.os, cell.flavor, cell.python_source, cell.torch_source):
+    names = (cell.variant, cell.os, cell.flavor, cell.python_source, cell.torch_source, *cell.user_layer)
+    for value in names:
         safety.name(value, where)
     for package in cell.packages:
         safety.requirement(package, where)
     if cell.torch_index is not None:
         safety.url(cell.torch_index, where)
     _check_custom(cell)
+    if cell.user is not None and cell.user_layer:
+        raise ConfigError(
+            f"cell {cell.id}: `user` and `user_layer` cannot be combined",
+            where=where,
+            hint="a user layer runs its services as its own user `envkit`; drop `user` for that cell",
+        )
 
 
 def _check_custom(cell: Cell) -> None:
@@ -341,6 +352,7 @@ def _template_variables(
             {"context": _copy_rel(index), "dest": spec.dest, "mode": _copy_mode(Path(spec.source))}
             for index, spec in enumerate(cell.copy)
         ],
+        "jupyterlab_version": JUPYTERLAB_VERSION,
     }
 
 
@@ -433,6 +445,8 @@ def _context_files(cell: Cell, options: RenderOptions) -> dict[str, Path]:
         files[CA_BUNDLE_NAME] = _readable(options.ca_bundle, "--ca-bundle")
     for index, spec in enumerate(cell.copy):
         files[_copy_rel(index)] = _readable(Path(spec.source), f"copy source {spec.src}")
+    if cell.user_layer:
+        files.update(_user_layer_files(cell))
     return files
 
 
@@ -449,6 +463,13 @@ def _copy_user_file(source: Path, target: Path) -> None:
     """A copy (never a link) with the mode the Dockerfile states, so the image gets that mode."""
     _copy(source, target)
     target.chmod(int(_copy_mode(source), 8))
+
+
+def _user_layer_files(cell: Cell) -> dict[str, Path]:
+    """The start script (and sshd's config for the ssh layer), shipped beside the templates."""
+    root = Path(str(resources.files("envkit.templates")))
+    names = ["envkit-start"] + (["sshd_config"] if "ssh" in cell.user_layer else [])
+    return {f"user-layer/{name}": root / USER_LAYER_FILES[name] for name in names}
 
 
 def _wheelhouse_files(cell: Cell, folder: Path) -> dict[str, Path]:

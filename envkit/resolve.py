@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from envkit import compat, custom, safety
 from envkit.compat import CudaImageLine, KnowledgeBase, TorchRelease, Variant
 from envkit.errors import ConfigError, Where
-from envkit.matrix import CellRequest, Matrix, expand
+from envkit.matrix import DEFAULT_TAG, CellRequest, Matrix, expand
 
 TWO_CUDNN_ISSUE = "pytorch/pytorch#119989"
 UPDATE_HINT = "if it is new, add it with scripts/update_compat.py"
@@ -55,6 +55,7 @@ class Cell:
     user: custom.UserSpec | None = None
     copy: tuple[custom.CopySpec, ...] = ()
     steps: tuple[custom.Step, ...] = ()
+    user_layer: tuple[str, ...] = ()  # services added on top of the flavor (matrix.USER_LAYERS)
 
     @property
     def image(self) -> str:
@@ -135,7 +136,10 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
     python_source, python_full = _python_source(request.settings.python_source, python, os_name, kb)
     cudnn = _cudnn(values.get("cudnn"), release, variant, request.where)
     _torch_source_fits(request.settings.torch_source, release, variant)
+    layer = "-".join(request.settings.user_layer)
     cell_id = f"{release.version}-{variant.name}-py{python}-{os_name}-{flavor}"
+    # A layered cell is another image: its id (and a default tag) names the layer; unlayered ids stay.
+    cell_id += f"-{layer}" if layer else ""
     fields = {
         "torch": release.version,
         "torch_mm": ".".join(release.version.split(".")[:2]),
@@ -147,7 +151,11 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
         "python": python,
         "os": os_name,
         "flavor": flavor,
+        "user_layer": layer or "none",
     }
+    tag = matrix.image.tag.format(**fields)
+    if layer and matrix.image.tag == DEFAULT_TAG:
+        tag += f"-{layer}"
     return Cell(
         id=safety.path_part(cell_id, request.where),
         torch=release.version,
@@ -169,7 +177,8 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
         arch_list=variant.arch_list,
         packages=request.settings.packages,
         repository=matrix.image.full_repository,
-        tag=safety.tag(matrix.image.tag.format(**fields), matrix.image.tag_where or matrix.where),
+        tag=safety.tag(tag, matrix.image.tag_where or matrix.where),
+        user_layer=request.settings.user_layer,
         origin=request.origin,
         where=request.where,
         apt=request.settings.apt,

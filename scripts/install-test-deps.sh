@@ -12,6 +12,7 @@ command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] ||
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)  # the user-layer test logs in from the host
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -172,6 +172,7 @@ def cell_record(cell: Cell) -> dict[str, Any]:
         "arch_list": list(cell.arch_list),
         "packages": list(cell.packages),
         **custom_json(cell),
+        "user_layer": list(cell.user_layer),
         "origin": cell.origin,
     }
 

@@ -62,7 +62,8 @@ def show(found: Diagnosis) -> None:
     engine = found.engine
     if engine.reachable:
         out.print(
-            f"[green]✓[/] engine    {escape(engine.host)}: Docker {escape(engine.version or '?')} "
+            f"[green]✓[/] engine    {escape(engine.host)}: {escape(engine.product or 'Docker')} "
+            f"{escape(engine.version or '?')} "
             f"(API {escape(engine.api_version or '?')})"
         )
     else:

@@ -87,6 +87,7 @@ class EngineInfo:
     version: str
     api_version: str
     backend: str
+    product: str = "Docker"  # which engine answered: "Docker" or "Podman" (its Docker-compatible API)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from envkit.engine import MANAGED_LABEL, BuildFailed, BuildRequest, build_failure
 from envkit.engine.docker_sdk import LOG_TAIL_LINES, DockerSdkEngine, unreachable
-from envkit.errors import EngineUnavailable, UnsafeValueError
+from envkit.errors import EngineUnavailable, UnsafeValueError, UsageError
 from envkit.scratch import scratch_dir
 
 CLI_ENV = "ENVKIT_DOCKER_CLI"
@@ -119,6 +119,13 @@ class BuildKitEngine(DockerSdkEngine):
         return self._cli
 
     def build(self, req: BuildRequest, on_line: Callable[[str], None]) -> str:
+        if self._product == "Podman":  # known once info() answered, as every build asks first
+            raise UsageError(
+                f"the engine at {self.host} is Podman, whose Docker-compatible API has no BuildKit "
+                "(no --secret, no --cache-mounts)",
+                hint="build without --buildkit: the CA bundle is then copied into the throw-away "
+                "dependency stage only; or point DOCKER_HOST at a Docker engine",
+            )
         if not req.context_dir.is_dir() or not (req.context_dir / req.dockerfile).is_file():
             raise BuildFailed(f"no {req.dockerfile} in the build context {req.context_dir}")
         env = {**self._env, "DOCKER_BUILDKIT": "1"}

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import resource
 import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,7 +22,7 @@ import docker
 import docker.errors
 import requests.exceptions
 import urllib3.exceptions
-from docker.types import DeviceRequest
+from docker.types import DeviceRequest, Ulimit
 from docker.utils import kwargs_from_env, parse_repository_tag, version_lt
 
 from envkit.engine import (
@@ -47,6 +50,10 @@ API_TIMEOUT_S = 120
 # After a timeout kill, how long the engine gets to report the container stopped.
 KILL_GRACE_S = 30
 UNREACHABLE_HINT = "start dockerd (or run scripts/ensure-engine.sh), or set DOCKER_HOST"
+PODMAN_CDI_HINT = (
+    "Podman gives containers GPUs through CDI: generate the spec once (nvidia-ctk cdi generate "
+    "--output=/etc/cdi/nvidia.yaml) and ask for --gpus all or --gpus device=0,1"
+)
 
 
 def device_requests(gpus: str | None) -> list[DeviceRequest]:
@@ -113,6 +120,7 @@ class DockerSdkEngine(Engine):
         self._host_arg = host
         self._timeout_s = timeout_s
         self._client: docker.APIClient | None = None
+        self._product: str | None = None
 
     @property
     def host(self) -> str:
@@ -146,12 +154,21 @@ class DockerSdkEngine(Engine):
     def info(self) -> EngineInfo:
         with translate(self.host, "reading the engine version"):
             version = self.api.version()
+        self._product = _product(version)
         return EngineInfo(
             host=self.host,
             version=str(version.get("Version", "")),
             api_version=str(version.get("ApiVersion", "")),
             backend=self.backend,
+            product=self._product,
         )
+
+    @property
+    def podman(self) -> bool:
+        """Whether the engine is Podman's Docker-compatible API (asked once, on first use)."""
+        if self._product is None:
+            self.info()
+        return self._product == "Podman"
 
     def runtimes(self) -> tuple[str, ...] | None:
         with translate(self.host, "reading the engine's runtimes"):
@@ -209,6 +226,10 @@ class DockerSdkEngine(Engine):
             for line in lines:
                 emit(line.rstrip("\r"))
             image_id = chunk.get("aux", {}).get("ID", image_id)
+            built = _BUILT.search(str(chunk.get("stream", "")))
+            if built and image_id is None:
+                # Podman's compatible API may end with this line and no aux ID.
+                image_id = built[1]
         if pending:
             emit(pending)
         if image_id is None:
@@ -218,9 +239,14 @@ class DockerSdkEngine(Engine):
     def image(self, ref: str) -> ImageInfo | None:
         with translate(self.host, f"inspecting image {ref}"):
             try:
-                return _image_info(self.api.inspect_image(ref))
+                info = _image_info(self.api.inspect_image(ref))
             except docker.errors.NotFound:
                 return None
+        if self.podman:
+            tags = tuple(dict.fromkeys(normalise_name(tag) for tag in info.tags))
+            digests = tuple(dict.fromkeys(normalise_name(digest) for digest in info.digests))
+            info = replace(info, tags=tags, digests=digests)
+        return info
 
     def tag(self, image_id: str, ref: str) -> None:
         repository, tag = parse_repository_tag(ref)
@@ -280,7 +306,10 @@ class DockerSdkEngine(Engine):
 
     def create(self, spec: ContainerSpec) -> str:
         with translate(self.host, f"creating a container from {spec.image}"):
-            host_config = self.api.create_host_config(**_host_config_args(spec))
+            args = _host_config_args(spec)
+            if self.podman:
+                args.update(_podman_host_config(spec))
+            host_config = self.api.create_host_config(**args)
             try:
                 created = self.api.create_container(
                     image=spec.image,
@@ -388,6 +417,63 @@ class DockerSdkEngine(Engine):
                     )
                 )
         return found
+
+
+_BUILT = re.compile(r"Successfully built ([0-9a-f]{12,64})")
+
+
+def _product(version: Mapping[str, Any]) -> str:
+    """ "Podman" when the version answer names a Podman component, else "Docker"."""
+    names = [str(c.get("Name", "")) for c in version.get("Components") or () if isinstance(c, dict)]
+    return "Podman" if any(name.startswith("Podman") for name in names) else "Docker"
+
+
+def normalise_name(ref: str) -> str:
+    """An image name as Docker writes it: Podman's `localhost/` and `docker.io/[library/]` dropped."""
+    for prefix in ("localhost/", "docker.io/library/", "docker.io/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
+def _podman_host_config(spec: ContainerSpec) -> dict[str, Any]:
+    """What Podman needs beyond Docker's host config: explicit ulimits, and GPUs as CDI devices.
+
+    Podman's default nofile/nproc limits can exceed the hard limits of the user running it, and the
+    container then fails to start ("error setting rlimit"); the limits of this process are passed
+    instead. Podman ignores Docker's device requests (`--gpus`); it takes CDI device names.
+    """
+    ulimits = []
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        _soft, hard = resource.getrlimit(which)
+        if which == resource.RLIMIT_NPROC:
+            # Seen on Debian's podman 4.3: an nproc limit above the kernel's pid_max is refused
+            # (EPERM) even within the hard limit; no container can reach it anyway.
+            hard = min(hard, _pid_max()) if hard != resource.RLIM_INFINITY else _pid_max()
+        if hard != resource.RLIM_INFINITY:
+            ulimits.append(Ulimit(name=name, soft=hard, hard=hard))
+    args: dict[str, Any] = {"ulimits": ulimits or None}
+    if spec.gpus is not None:
+        args["device_requests"] = None
+        args["devices"] = cdi_devices(spec.gpus)
+    return args
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text().strip())
+    except (OSError, ValueError):
+        return 32768  # the kernel's default
+
+
+def cdi_devices(gpus: str) -> list[str]:
+    """CDI device names for a `--gpus` value (all, device=0,1); a bare count has no CDI form."""
+    req = parse_gpus(gpus)
+    if req.count == -1:
+        return ["nvidia.com/gpu=all"]
+    if req.device_ids:
+        return [f"nvidia.com/gpu={device}" for device in req.device_ids]
+    raise UsageError(f"Podman cannot give a container {req.count} GPUs by count", hint=PODMAN_CDI_HINT)
 
 
 def describe_cause(error: BaseException) -> str:

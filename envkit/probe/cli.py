@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None, *, propagate_stop: bool = True) -> i
             limit_s=args.check_limit_s,
             user_checks=args.user_checks,
             check_id=args.run_check,
+            only=tuple(args.only),
         )
         if args.run_check:
             return _child(args, ctx)

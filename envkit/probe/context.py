@@ -25,6 +25,7 @@ class Context:
     # The `--user-checks` file (user.* checks), and in a child the id of the check it runs.
     user_checks: str | None = None
     check_id: str | None = None
+    only: tuple = ()  # check ids asked for by name (--only): checks that are N/A by default then run
 
     def label(self, key: str) -> str | None:
         """The value of io.envkit.<key> with whitespace stripped, or None when absent."""
@@ -38,6 +39,8 @@ class Context:
             argv += ["--preset", self.preset]
         if self.user_checks:
             argv += ["--user-checks", self.user_checks]
+        if self.only:
+            argv += ["--only", *self.only]
         return argv
 
 

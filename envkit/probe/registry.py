@@ -52,6 +52,8 @@ CHECKS = (
     _spec("gpu.kernels", "checks_gpu", "check_kernels", 180, 180),
     _spec("oom.gpu", "checks_oom", "check_oom_gpu", 180, 180),
     _spec("oom.cpu", "checks_oom", "check_oom_cpu", 120, 120),
+    _spec("service.jupyter", "checks_service", "check_jupyter", 300, 300),
+    _spec("service.ssh", "checks_service", "check_ssh", 180, 180),
     _spec("throughput.generate", "checks_throughput", "check_generate", 300, 900),
 )
 

@@ -35,6 +35,8 @@ def test_quick_profile_runs_every_public_check(quick_report: dict) -> None:
         "gpu.kernels",
         "oom.gpu",
         "oom.cpu",
+        "service.jupyter",
+        "service.ssh",
         "throughput.generate",
     ]
     assert not [c for c in quick_report.values() if c["status"] == "ERROR"]
