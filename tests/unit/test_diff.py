@@ -100,6 +100,6 @@ def test_diff_cli_exit_codes(tmp_path: Path, commands: None, capsys: pytest.Capt
     assert cli.main(["diff", str(H100), str(A100), "--tolerance", "-1"]) == 2
     assert cli.main(["diff", str(H100)]) == 2
     bad = tmp_path / "bad.json"
-    bad.write_text(dump_report(load_report(H100)).replace('"schema": "envkit.report/1"', '"schema": "x/9"'))
+    bad.write_text(dump_report(load_report(H100)).replace('"schema": "envkit.report/2"', '"schema": "x/9"'))
     assert cli.main(["diff", str(H100), str(bad)]) == 2
     assert "unknown report schema 'x/9'" in capsys.readouterr().err
