@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from envkit import __version__
+from envkit import __version__, hostfacts
 from envkit import labels as L
 from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo
 from envkit.errors import ConfigError, EnvkitError
@@ -67,6 +67,7 @@ class RunSettings:
     memory: int | None = 8 * 1024**3
     pids: int | None = 4096
     shm: int | None = 1024**3
+    cpus: float | None = None
     timeout_s: float | None = None
     user: str | None = None
     only: tuple[str, ...] = ()
@@ -82,7 +83,7 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     image = engine.image(ref)
     if image is None:
         raise ConfigError(f"no image {ref!r} on the engine", hint="build it (envkit build) or pull it first")
-    clock = time.monotonic()
+    clock, load_before = time.monotonic(), hostfacts.load_average()
     probe = _run_container(engine, ref, image, settings)
     return _assemble(
         probe.result,
@@ -91,12 +92,13 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
         image=image,
         ref=ref,
         runner=_fate(probe.status, time.monotonic() - clock, probe.logs, settings),
+        load_before=load_before,
     )
 
 
 def validate_local(settings: RunSettings, python: str | None = None) -> Report:
     """Run the probe on this host with `python` (default: this interpreter), without Docker."""
-    clock = time.monotonic()
+    clock, load_before = time.monotonic(), hostfacts.load_average()
     with scratch_dir("envkit-local-") as tmp:
         out = tmp / "result.json"
         command = [
@@ -125,6 +127,7 @@ def validate_local(settings: RunSettings, python: str | None = None) -> Report:
         image=None,
         ref=None,
         runner=_fate(status, time.monotonic() - clock, logs, settings),
+        load_before=load_before,
     )
 
 
@@ -167,6 +170,7 @@ def probe_container_spec(image: ImageInfo, settings: RunSettings, ref: str | Non
         mem_limit=settings.memory,
         pids_limit=settings.pids,
         shm_size=settings.shm,
+        nano_cpus=None if settings.cpus is None else round(settings.cpus * 1e9),
         gpus=settings.gpus,
     )
 
@@ -249,6 +253,7 @@ def _fate(status: ExitStatus, duration: float, logs: str, settings: RunSettings)
         "oom_killed": status.oom_killed,
         "timed_out": status.timed_out,
         "duration_s": round(duration, 3),
+        "cpus": settings.cpus,
         "_logs": logs,
         "_error": status.error,
         "_limit": settings.memory,
@@ -320,6 +325,7 @@ def _assemble(
     image: ImageInfo | None,
     ref: str | None,
     runner: dict[str, Any],
+    load_before: tuple[float, float, float] | None = None,
 ) -> Report:
     checks = [_clean_check(c) for c in (result or {}).get("checks", []) if isinstance(c, dict)]
     checks.append(_runner_check(result, runner))
@@ -332,7 +338,7 @@ def _assemble(
         "profile": settings.profile,
         "mode": mode,
         "image": None if image is None else {"ref": ref, "id": image.id, "labels": dict(image.labels)},
-        "host": _host(result),
+        "host": _host(result) | _host_facts(result, load_before),
         "checks": checks,
         "runner": {k: v for k, v in runner.items() if not k.startswith("_")},
     }
@@ -373,6 +379,17 @@ def _host(result: dict[str, Any] | None) -> dict[str, Any]:
         "driver": probe_host.get("driver"),
         "cuda_driver": probe_host.get("cuda_driver"),
         "gpus": probe_host.get("gpus") or [],
+    }
+
+
+def _host_facts(result: dict[str, Any] | None, load_before: tuple[float, float, float] | None) -> dict[str, Any]:
+    # Collected here, on the host: what moves the numbers (report schema 2).
+    gpus = ((result or {}).get("host") or {}).get("gpus") or []
+    return {
+        **hostfacts.cpu_facts(),
+        "loadavg_before": load_before,
+        "loadavg_after": hostfacts.load_average(),
+        "gpus": hostfacts.with_gpu_facts(gpus, hostfacts.host_gpu_facts()) if gpus else [],
     }
 
 
