@@ -387,10 +387,14 @@ def _host_facts(result: dict[str, Any] | None, load_before: tuple[float, float, 
     gpus = ((result or {}).get("host") or {}).get("gpus") or []
     return {
         **hostfacts.cpu_facts(),
-        "loadavg_before": load_before,
-        "loadavg_after": hostfacts.load_average(),
+        "loadavg_before": _listed(load_before),
+        "loadavg_after": _listed(hostfacts.load_average()),
         "gpus": hostfacts.with_gpu_facts(gpus, hostfacts.host_gpu_facts()) if gpus else [],
     }
+
+
+def _listed(load: tuple[float, float, float] | None) -> list[float] | None:
+    return None if load is None else list(load)
 
 
 def host_has_gpu() -> bool:

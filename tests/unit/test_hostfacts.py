@@ -76,3 +76,24 @@ def test_gpu_facts_by_uuid_with_absent_values_as_none() -> None:
     enriched = hostfacts.with_gpu_facts(gpus, facts)
     assert enriched[0]["sm_clock_mhz"] == 1980 and enriched[0]["power_limit_w"] is None
     assert "sm_clock_mhz" not in enriched[1]  # no UUID and no host GPU #5: nothing guessed
+
+
+def test_validate_writes_the_host_facts_it_collected_on_the_host() -> None:
+    from envkit.engine import ExitStatus
+    from envkit.validate import RunSettings, _assemble, _fate
+
+    settings = RunSettings(cpus=0.5)
+    status = ExitStatus(code=0, oom_killed=False, timed_out=False, error=None)
+    report = _assemble(
+        {"checks": [], "host": {"gpus": [], "cpu_model": "claimed by the image"}},
+        settings,
+        mode="local",
+        image=None,
+        ref=None,
+        runner=_fate(status, 1.0, "", settings),
+        load_before=(1.0, 2.0, 3.0),
+    )
+    assert report.host.loadavg_before == (1.0, 2.0, 3.0)
+    assert report.host.cpu_model != "claimed by the image"
+    assert report.host.cpus_available == hostfacts.cpus_available()
+    assert report.runner is not None and report.runner.cpus == 0.5
