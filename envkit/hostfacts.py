@@ -64,7 +64,9 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:
     if v2 is not None:
         quota, _, period = v2.partition(" ")
         return _cores(quota, period)
-    return _cores(_read(root / "cpu" / "cpu.cfs_quota_us") or "", _read(root / "cpu" / "cpu.cfs_period_us") or "")
+    return _cores(
+        _read(root / "cpu" / "cpu.cfs_quota_us") or "", _read(root / "cpu" / "cpu.cfs_period_us") or ""
+    )
 
 
 def _cores(quota: str, period: str) -> float | None:
@@ -128,7 +130,9 @@ def host_gpu_facts() -> dict[str, dict[str, Any]]:
         _nvml(pynvml.nvmlShutdown)
 
 
-def with_gpu_facts(gpus: Sequence[Mapping[str, Any]], facts: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def with_gpu_facts(
+    gpus: Sequence[Mapping[str, Any]], facts: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """`gpus` (report GPU objects) with the host's clocks and power limit added, matched by UUID (a
     container may number its GPUs differently), by index only for a GPU without one."""
     enriched = []

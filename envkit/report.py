@@ -473,7 +473,9 @@ class _Reader:
             cpu_model=self.opt_string(data.get("cpu_model"), (*path, "cpu_model")),
             cpu_count=self.opt_integer(data.get("cpu_count"), (*path, "cpu_count")),
             cpus_available=self.opt_integer(data.get("cpus_available"), (*path, "cpus_available")),
-            cgroup_cpu_quota=None if quota is None else self.number(quota, (*path, "cgroup_cpu_quota"), minimum=0),
+            cgroup_cpu_quota=None
+            if quota is None
+            else self.number(quota, (*path, "cgroup_cpu_quota"), minimum=0),
             loadavg_before=self.loadavg(data.get("loadavg_before"), (*path, "loadavg_before")),
             loadavg_after=self.loadavg(data.get("loadavg_after"), (*path, "loadavg_after")),
         )

@@ -382,7 +382,9 @@ def _host(result: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _host_facts(result: dict[str, Any] | None, load_before: tuple[float, float, float] | None) -> dict[str, Any]:
+def _host_facts(
+    result: dict[str, Any] | None, load_before: tuple[float, float, float] | None
+) -> dict[str, Any]:
     # Collected here, on the host: what moves the numbers (report schema 2).
     gpus = ((result or {}).get("host") or {}).get("gpus") or []
     return {

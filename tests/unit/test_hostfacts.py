@@ -50,21 +50,21 @@ class _FakeNvml:
     class NotSupported(Exception):
         pass
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 - pynvml's names
+    def nvmlDeviceGetCount(self) -> int:
         return 2
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
         return index
 
-    def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:  # noqa: N802
+    def nvmlDeviceGetClockInfo(self, handle: int, clock: int) -> int:
         return 1980 if clock == self.NVML_CLOCK_SM else 2619
 
-    def nvmlDeviceGetPowerManagementLimit(self, handle: int) -> int:  # noqa: N802
+    def nvmlDeviceGetPowerManagementLimit(self, handle: int) -> int:
         if handle == 1:
             raise self.NotSupported()
         return 700_000
 
-    def nvmlDeviceGetUUID(self, handle: int) -> Any:  # noqa: N802
+    def nvmlDeviceGetUUID(self, handle: int) -> Any:
         return b"GPU-aaa" if handle == 0 else "GPU-bbb"
 
 

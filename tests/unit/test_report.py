@@ -39,9 +39,10 @@ def test_schema_1_fixtures_load_and_dump_as_schema_2_byte_for_byte(fixture: Path
     assert {k: v for k, v in new["host"].items() if k in old["host"] and k != "gpus"} == {
         k: v for k, v in old["host"].items() if k != "gpus"
     }
-    assert [{k: gpu[k] for k in before} for gpu, before in zip(new["host"]["gpus"], old["host"]["gpus"])] == (
-        old["host"]["gpus"]
-    )
+    assert [
+        {k: gpu[k] for k in before}
+        for gpu, before in zip(new["host"]["gpus"], old["host"]["gpus"], strict=True)
+    ] == (old["host"]["gpus"])
     assert new["checks"] == old["checks"]
 
 
@@ -63,8 +64,12 @@ def test_schema_2_host_facts_round_trip(tmp_path: Path) -> None:
     data = _raw()
     data["schema"] = "envkit.report/2"
     data["host"].update(
-        cpu_model="AMD EPYC 9654", cpu_count=192, cpus_available=16, cgroup_cpu_quota=8.0,
-        loadavg_before=[0.5, 0.4, 0.3], loadavg_after=[1.5, 0.6, 0.35],
+        cpu_model="AMD EPYC 9654",
+        cpu_count=192,
+        cpus_available=16,
+        cgroup_cpu_quota=8.0,
+        loadavg_before=[0.5, 0.4, 0.3],
+        loadavg_after=[1.5, 0.6, 0.35],
     )
     for gpu in data["host"]["gpus"]:
         gpu.update(sm_clock_mhz=1980, mem_clock_mhz=2619, power_limit_w=700.0)
