@@ -89,10 +89,11 @@ class Host:
     loadavg_after: tuple[float, ...] | None = None
 
     def hardware_class(self) -> str | None:
-        """What a baseline must share to be comparable: the GPU models, or on a host without GPUs the
-        CPU model and core count; None when the report does not record them (schema 1 CPU reports)."""
+        """What a baseline must share to be comparable: the GPU model (of the first GPU, the one the
+        throughput check measures), or on a host without GPUs the CPU model and the cores available;
+        None when the report does not record them (schema 1 CPU reports)."""
         if self.gpus:
-            return "gpu: " + ", ".join(gpu.name for gpu in self.gpus)
+            return f"gpu: {self.gpus[0].name}"
         if self.cpu_model is None or self.cpus_available is None:
             return None
         return f"cpu: {self.cpu_model} x{self.cpus_available}"

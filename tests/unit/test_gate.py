@@ -195,7 +195,11 @@ def _baseline_dir(tmp_path: Path, *reports: Report) -> Path:
     return folder
 
 
-BASELINE = POLICY + "baseline:\n  path: baselines\n  tolerance: {default: 0.05, decode_tokens_per_s: 0.10}\n"
+BASELINE = (
+    POLICY
+    + "baseline:\n  path: baselines\n  tolerance: {default: 0.05, decode_tokens_per_s: 0.10}\n"
+    + "  metrics: [decode_tokens_per_s, tpot_ms, itl_p99_ms]\n"
+)
 DECODE = "baseline:throughput.generate[gpu0]:decode_tokens_per_s"
 ITL = "baseline:throughput.generate[gpu0]:itl_p99_ms"
 

@@ -87,7 +87,7 @@ def test_hardware_class_is_gpu_models_or_cpu_model_and_cores() -> None:
     import dataclasses
 
     report = load_report(H100)
-    assert report.host.hardware_class() == "gpu: NVIDIA H100 80GB HBM3, NVIDIA H100 80GB HBM3"
+    assert report.host.hardware_class() == "gpu: NVIDIA H100 80GB HBM3"
     cpu = load_report(FIXTURES / "cpu-quick-pass.json").host
     assert cpu.hardware_class() is None  # schema 1 CPU reports do not say
     cpu = dataclasses.replace(cpu, cpu_model="Xeon", cpus_available=8)
