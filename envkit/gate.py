@@ -32,11 +32,11 @@ NOISY_LOAD_PER_CPU = 1.0
 
 @dataclass(frozen=True, kw_only=True)
 class Finding:
-    """One evaluated rule; `outcome` is "pass", "fail" or "skip"."""
+    """One evaluated rule; `effect` on the verdict is "pass", "fail" or "skip"."""
 
     name: str
     kind: str  # check | threshold | baseline | runner
-    outcome: str
+    effect: str
     message: str
     hint: str | None = None
     status: str | None = None
@@ -68,11 +68,11 @@ class ImageVerdict:
     @property
     def failures(self) -> tuple[Finding, ...]:
         """The failed findings, in evaluation order."""
-        return tuple(finding for finding in self.findings if finding.outcome == FAIL)
+        return tuple(finding for finding in self.findings if finding.effect == FAIL)
 
-    def count(self, outcome: str) -> int:
-        """How many findings had `outcome`."""
-        return sum(1 for finding in self.findings if finding.outcome == outcome)
+    def count(self, effect: str) -> int:
+        """How many findings had `effect` ("pass", "fail" or "skip")."""
+        return sum(1 for finding in self.findings if finding.effect == effect)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +153,7 @@ def check_findings(report: Report, policy: Policy, expect: Expectations | None =
                 Finding(
                     name=req.check,
                     kind="check",
-                    outcome=FAIL,
+                    effect=FAIL,
                     message=f"required check {req.check} is missing from the report",
                     hint=f"required by {req.where}; did the probe run to the end?",
                 )
@@ -165,7 +165,7 @@ def check_findings(report: Report, policy: Policy, expect: Expectations | None =
             Finding(
                 name="runner.container",
                 kind="runner",
-                outcome=FAIL,
+                effect=FAIL,
                 message=f"the validation container {cause}",
                 duration_s=runner.duration_s,
                 hint="raise the memory limit or timeout of `envkit validate`, then re-run",
@@ -187,12 +187,12 @@ def promised_cuda(report: Report) -> str | None:
 def _check_finding(
     check: Check, policy: Policy, expect: Expectations, requirement: Requirement | None, cuda: str | None
 ) -> Finding:
-    outcome, why = _check_outcome(check, policy, expect, requirement, cuda)
+    effect, why = _check_effect(check, policy, expect, requirement, cuda)
     message = f"{check.status}: {check.summary}" + (f" ({why})" if why else "")
     return Finding(
         name=check.name,
         kind="check",
-        outcome=outcome,
+        effect=effect,
         message=message,
         hint=check.hint,
         status=check.status,
@@ -200,7 +200,7 @@ def _check_finding(
     )
 
 
-def _check_outcome(
+def _check_effect(
     check: Check, policy: Policy, expect: Expectations, requirement: Requirement | None, cuda: str | None
 ) -> tuple[str, str]:
     status = check.status
@@ -244,7 +244,7 @@ def threshold_findings(report: Report, policy: Policy, expect: Expectations | No
                 Finding(
                     name=f"threshold:{check_id}:{metric}",
                     kind="threshold",
-                    outcome=SKIP,
+                    effect=SKIP,
                     message=f"{check_id} is not in the report",
                 )
             )
@@ -271,13 +271,13 @@ def _threshold_finding(
     name = f"threshold:{record.name}:{metric}"
     if record.status in ("SKIP", NA):
         word = "was skipped" if record.status == "SKIP" else "is not applicable"
-        return Finding(name=name, kind="threshold", outcome=SKIP, message=f"{record.id} {word}; rule {rule}")
+        return Finding(name=name, kind="threshold", effect=SKIP, message=f"{record.id} {word}; rule {rule}")
     value = record.metrics.get(metric)
     if value is None:
         return Finding(
             name=name,
             kind="threshold",
-            outcome=FAIL,
+            effect=FAIL,
             message=f"{record.id} ({record.status}) reported no {metric}; rule {rule}",
             hint=f"rule at {where}",
         )
@@ -285,7 +285,7 @@ def _threshold_finding(
     return Finding(
         name=name,
         kind="threshold",
-        outcome=PASS if ok else FAIL,
+        effect=PASS if ok else FAIL,
         message=f"{metric} = {value:g}; rule {rule}",
         hint=None if ok else f"rule at {where}",
     )
@@ -427,7 +427,7 @@ def baseline_findings(
         rule = BaselineRule(path=Path(), tolerance=rule)
     if baseline is None:
         message = why or f"no baseline for {report.cell or report.label} ({report.profile})"
-        return [Finding(name="baseline", kind="baseline", outcome=SKIP, message=message)]
+        return [Finding(name="baseline", kind="baseline", effect=SKIP, message=message)]
     old_records = {(check.id, check.device): check for check in baseline.checks}
     findings = []
     for record in report.checks:
@@ -450,7 +450,7 @@ def baseline_findings(
                     Finding(
                         name=f"baseline:{record.name}:{metric}",
                         kind="baseline",
-                        outcome=SKIP,
+                        effect=SKIP,
                         message=f"{metric} not compared: noisy measurement ({noise})",
                         hint="re-run the validation on a quiet host",
                     )
@@ -480,7 +480,7 @@ def _baseline_finding(
     return Finding(
         name=f"baseline:{record.name}:{metric}",
         kind="baseline",
-        outcome=FAIL if result.regressed else PASS,
+        effect=FAIL if result.regressed else PASS,
         message=message,
         hint="a regression against the baseline report beyond its measured spread; `envkit diff` shows "
         "what changed (host first)"

@@ -81,8 +81,8 @@ def test_a_cpu_burner_beside_one_run_is_not_a_regression(runs: dict[str, Report]
     assert burner.host.loadavg_before is not None and burner.host.cpu_model
     verdict = run_gate([burner], load_policy(_policy(tmp_path, runs["baseline"]))).verdicts[0]
     decode = next(f for f in verdict.findings if f.name == DECODE)
-    assert decode.outcome in (PASS, SKIP), decode.message
-    if decode.outcome == SKIP:
+    assert decode.effect in (PASS, SKIP), decode.message
+    if decode.effect == SKIP:
         assert "noisy" in decode.message
     assert verdict.passed, verdict.why_not()
 
@@ -94,7 +94,7 @@ def test_a_cpu_quota_is_a_regression_the_gate_catches(runs: dict[str, Report], t
     policy = load_policy(_policy(tmp_path, runs["baseline"], "  noisy: compare\n"))
     verdict = run_gate([throttled], policy).verdicts[0]
     decode = next(f for f in verdict.findings if f.name == DECODE)
-    assert decode.outcome == FAIL, decode.message
+    assert decode.effect == FAIL, decode.message
     assert not verdict.passed and "decode_tokens_per_s regressed" in verdict.why_not()
 
 

@@ -53,7 +53,7 @@ def with_status(report: Report, check_id: str, status: str) -> Report:
 
 
 def outcome(verdict: ImageVerdict, name: str) -> str:
-    found = [finding.outcome for finding in verdict.findings if finding.name == name]
+    found = [finding.effect for finding in verdict.findings if finding.name == name]
     assert len(found) == 1, (name, [f.name for f in verdict.findings])
     return found[0]
 

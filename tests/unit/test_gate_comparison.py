@@ -94,7 +94,7 @@ def gate(tmp_path: Path, current: Report, *baselines: Report, **kw: str) -> Imag
 def outcome(verdict: ImageVerdict, name: str) -> str:
     found = [finding for finding in verdict.findings if finding.name == name]
     assert len(found) == 1, (name, [(f.name, f.message) for f in verdict.findings if f.kind == "baseline"])
-    return found[0].outcome
+    return found[0].effect
 
 
 def baseline_names(verdict: ImageVerdict) -> list[str]:
