@@ -123,11 +123,17 @@ def image_labels(report: Report) -> Mapping[str, str]:
 
 
 def evaluate(
-    report: Report, policy: Policy, *, baselines: list[Report], rule: BaselineRule | None
+    report: Report,
+    policy: Policy,
+    *,
+    baselines: list[Report],
+    rule: BaselineRule | None,
+    cell_labels: Mapping[str, str] | None = None,
 ) -> ImageVerdict:
-    """The verdict on one report under `policy` (with the policy's expectations for the report's cell),
-    compared against the matching baseline when `rule` is given."""
-    expect = policy.expectations(image_labels(report))
+    """The verdict on one report under `policy` with the policy's expectations for its cell (matched on
+    `cell_labels`, by default the labels of the report's image), compared against the matching baseline
+    when `rule` is given. `envkit promote` gets per-cell verdicts from here through `run_gate`."""
+    expect = policy.expectations(image_labels(report) if cell_labels is None else cell_labels)
     findings = [*check_findings(report, policy, expect), *threshold_findings(report, policy, expect)]
     baseline = None
     if rule is not None:

@@ -360,3 +360,13 @@ def test_why_not_names_the_failures_in_a_few_words(tmp_path: Path) -> None:
     assert verdict.why_not().startswith("env.torch FAIL")
     assert "more)" in verdict.why_not(limit=1)
     assert run_gate([load_report(H100)], plain_policy(tmp_path, "")).verdicts[0].why_not() == ""
+
+
+def test_a_cell_can_be_judged_by_the_labels_its_matrix_gives(tmp_path: Path) -> None:
+    from envkit.gate import evaluate
+
+    policy = plain_policy(tmp_path, CELLS)
+    local = dataclasses.replace(load_report(CPU), image=None)  # a host run: no image labels
+    assert not evaluate(local, policy, baselines=[], rule=None).passed
+    cpu_cell = {"io.envkit.flavor": "cpu", "io.envkit.cuda": ""}
+    assert evaluate(local, policy, baselines=[], rule=None, cell_labels=cpu_cell).passed
