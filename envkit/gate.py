@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,13 @@ class Finding:
     hint: str | None = None
     status: str | None = None
     duration_s: float = 0.0
+    brief: str = ""  # the failure in a few words, for the verdict line; derived from name/status if empty
+
+    def in_brief(self) -> str:
+        """The finding in a few words: `env.torch FAIL`, `decode_tokens_per_s -31%`."""
+        if self.brief:
+            return self.brief
+        return f"{self.name} {self.status}" if self.status else self.message
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +68,7 @@ class ImageVerdict:
         failures = self.failures
         if not failures:
             return ""
-        words = [_short_reason(finding) for finding in failures[:limit]]
+        words = [finding.in_brief() for finding in failures[:limit]]
         more = f" (+{len(failures) - limit} more)" if len(failures) > limit else ""
         return "; ".join(words) + more
 
@@ -88,30 +95,12 @@ class GateResult:
         return all(verdict.passed for verdict in self.verdicts)
 
 
-def _short_reason(finding: Finding) -> str:
-    if finding.kind == "baseline":
-        metric = finding.name.rsplit(":", 1)[-1]
-        change = finding.message.split("(", 1)[1].split(";", 1)[0] if "(" in finding.message else ""
-        return f"{metric} regressed {change}".strip()
-    if finding.kind == "threshold":
-        return finding.message.split(";", 1)[0]
-    if finding.status:
-        return f"{finding.name} {finding.status}"
-    return finding.message
-
-
 def run_gate(reports: list[Report], policy: Policy, *, baseline_path: Path | None = None) -> GateResult:
     """Evaluate every report; `baseline_path` overrides the policy's baseline path (keeping its other
     baseline settings)."""
     rule = policy.baseline
     if baseline_path is not None:
-        rule = (
-            BaselineRule(path=baseline_path, tolerance=Tolerance())
-            if rule is None
-            else BaselineRule(
-                path=baseline_path, tolerance=rule.tolerance, metrics=rule.metrics, noisy=rule.noisy
-            )
-        )
+        rule = replace(rule or BaselineRule(path=baseline_path, tolerance=Tolerance()), path=baseline_path)
     baselines = load_baselines(rule.path) if rule else []
     verdicts = tuple(evaluate(report, policy, baselines=baselines, rule=rule) for report in reports)
     return GateResult(verdicts=verdicts, policy=policy)
@@ -294,6 +283,7 @@ def _threshold_finding(
         effect=PASS if ok else FAIL,
         message=f"{metric} = {value:g}; rule {rule}",
         hint=None if ok else f"rule at {where}",
+        brief=f"{metric} = {value:g}, rule {rule}",
     )
 
 
@@ -488,6 +478,7 @@ def _baseline_finding(
         kind="baseline",
         effect=FAIL if result.regressed else PASS,
         message=message,
+        brief=f"{metric} regressed {result.change:+.0%}",
         hint="a regression against the baseline report beyond its measured spread; `envkit diff` shows "
         "what changed (host first)"
         if result.regressed
