@@ -129,6 +129,12 @@ def _host_facts(report: Report) -> dict[str, str]:
         if check.details.get("noisy") is True:
             reason = check.details.get("noise_reason")
             facts[f"{check.name} noisy"] = str(reason) if isinstance(reason, str) and reason else "yes"
+        seen = check.details.get("environment")
+        if isinstance(seen, dict):  # what the container itself observed: the image's claim, shown as such
+            for key in ("cpus_available", "cgroup_cpu_quota"):
+                value = seen.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    facts[f"{check.name} container saw {key}"] = f"{value:g}"
     return {name: value for name, value in facts.items() if value}
 
 

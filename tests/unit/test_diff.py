@@ -118,6 +118,15 @@ def test_host_differences_come_first() -> None:
         runner=dataclasses.replace(quiet.runner, cpus=0.5),
         envkit_version="0.2.0",
     )
+    busy = dataclasses.replace(
+        busy,
+        checks=tuple(
+            dataclasses.replace(c, details={**c.details, "environment": {"cgroup_cpu_quota": 0.5}})
+            if c.id == "throughput.generate"
+            else c
+            for c in busy.checks
+        ),
+    )
     diff = diff_reports(quiet, busy)
     assert [f.group for f in diff.fields] == sorted(
         (f.group for f in diff.fields), key=["host", "image"].index
@@ -126,6 +135,7 @@ def test_host_differences_come_first() -> None:
     assert host_changes["cpus available"] == ("16", "4")
     assert host_changes["load before (1/5/15 min)"] == ("0.2 0.3 0.3", "9.5 7 3.1")
     assert host_changes["container cpu limit"] == ("none", "0.5")
+    assert host_changes["throughput.generate container saw cgroup_cpu_quota"] == (None, "0.5")
     assert host_changes["hardware class"] == ("cpu: AMD EPYC 9654 x16", "cpu: AMD EPYC 9654 x4")
     assert [f.name for f in diff.image_changes] == ["envkit"]
     console = Console(file=io.StringIO(), width=200, record=True)
