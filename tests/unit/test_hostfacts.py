@@ -97,3 +97,24 @@ def test_validate_writes_the_host_facts_it_collected_on_the_host() -> None:
     assert report.host.cpu_model != "claimed by the image"
     assert report.host.cpus_available == hostfacts.cpus_available()
     assert report.runner is not None and report.runner.cpus == 0.5
+
+
+def test_validate_cpus_becomes_the_containers_cpu_quota() -> None:
+    from envkit.engine import ImageInfo
+    from envkit.engine.docker_sdk import _host_config_args
+    from envkit.validate import RunSettings, probe_container_spec
+
+    image = ImageInfo(id="sha256:" + "a" * 64, tags=(), labels={}, size=0, created="")
+    spec = probe_container_spec(image, RunSettings(cpus=0.25))
+    assert spec.nano_cpus == 250_000_000 and _host_config_args(spec)["nano_cpus"] == 250_000_000
+    assert "nano_cpus" not in _host_config_args(probe_container_spec(image, RunSettings()))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_validate_refuses_a_cpu_quota_that_is_not_a_core_count(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from envkit import cli
+
+    assert cli.main(["validate", "some/image:tag", "--cpus", value]) == 2
+    assert "--cpus" in capsys.readouterr().err
