@@ -105,6 +105,7 @@ class ReportImage:
 
     ref: str
     id: str | None = None
+    digest: str | None = None  # the registry manifest digest (sha256:...) validated, when known
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -457,6 +458,7 @@ class _Reader:
         return ReportImage(
             ref=self.string(data["ref"], (*path, "ref")),
             id=self.opt_string(data.get("id"), (*path, "id")),
+            digest=self.opt_string(data.get("digest"), (*path, "digest")),
             labels=checked,
         )
 

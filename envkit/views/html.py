@@ -139,7 +139,7 @@ def _verdict_section(result: GateResult) -> str:
         kind = "releasable" if line.releasable else "blocked"
         word = "RELEASABLE" if line.releasable else "NOT RELEASABLE"
         why = f' <span class="why">— {_e(line.why)}</span>' if line.why else ""
-        image_id = report.image.id if report.image and report.image.id else "no image id"
+        image_id = _image_identity(report) or "no image id"
         made = (
             f'<span class="made">made <time datetime="{_e(report.created)}">{_e(report.created)}</time> on '
             f"{_e(report.host.hostname or 'unknown host')} ({_e(report.mode)}); image {_e(image_id)}</span>"
@@ -156,13 +156,20 @@ def _verdict_section(result: GateResult) -> str:
     )
 
 
+def _image_identity(report: Report) -> str | None:
+    """The image's registry digest when the report has one, else its local id."""
+    if report.image is None:
+        return None
+    return report.image.digest or report.image.id
+
+
 def _runs_table(reports: Sequence[Report], names: Sequence[str]) -> str:
     head = "".join(
-        f"<th>{name}</th>" for name in ("report", "made (UTC)", "host", "mode", "image id", "file")
+        f"<th>{name}</th>" for name in ("report", "made (UTC)", "host", "mode", "image digest or id", "file")
     )
     rows = []
     for report, name in zip(reports, names, strict=True):
-        image_id = report.image.id if report.image and report.image.id else "-"
+        image_id = _image_identity(report) or "-"
         cells = (
             f'<td>{_e(name)}</td><td><time datetime="{_e(report.created)}">{_e(report.created)}</time></td>'
             f"<td>{_e(report.host.hostname or '-')}</td><td>{_e(report.mode)}</td>"

@@ -74,6 +74,7 @@ def test_schema_2_host_facts_round_trip(tmp_path: Path) -> None:
     for gpu in data["host"]["gpus"]:
         gpu.update(sm_clock_mhz=1980, mem_clock_mhz=2619, power_limit_w=700.0)
     data["runner"]["cpus"] = 2.5
+    data["image"]["digest"] = "sha256:" + "e" * 64
     report = load_report(_write(tmp_path, json.dumps(data)))
     assert report.host.loadavg_before == (0.5, 0.4, 0.3) and report.host.cgroup_cpu_quota == 8.0
     assert report.host.gpus[0].power_limit_w == 700.0 and report.runner and report.runner.cpus == 2.5

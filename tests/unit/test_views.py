@@ -399,3 +399,11 @@ def test_dump_of_hostile_report_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "h.json"
     path.write_text(dump_report(hostile(load_report(H100))))
     assert load_report(path).label == HOSTILE
+
+
+def test_html_names_the_image_by_digest_when_the_report_has_one(policy: Policy) -> None:
+    report = load_report(H100)
+    assert report.image is not None
+    pushed = dataclasses.replace(report, image=dataclasses.replace(report.image, digest="sha256:" + "d" * 64))
+    verdict = reports_html([pushed]).split('id="verdict"')[1].split("</section>")[0]
+    assert "image sha256:" + "d" * 64 in verdict and report.image.id not in verdict
