@@ -271,3 +271,12 @@ def test_clean_text_makes_log_tails_acceptable(tmp_path: Path) -> None:
     data["checks"][0]["summary"] = clean_text("first\nsecond \x1b[1mbold\x1b[0m")
     data["checks"][0]["details"] = {"log_tail": clean_text(log, multiline=True)}
     assert load_report(_write(tmp_path, json.dumps(data))).checks[0].summary == "first second bold"
+
+
+def test_the_probes_check_records_have_the_schemas_keys() -> None:
+    from envkit.probe.outcome import Outcome, to_record
+    from envkit.report import Check, schema_keys
+
+    record = to_record("env.python", Outcome(status="N/A", summary="not applicable"), 0.5)
+    assert tuple(record) == schema_keys(Check)
+    assert report_from_dict({**_raw(), "checks": [record]}).checks[0].status == "N/A"
