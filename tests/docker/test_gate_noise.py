@@ -1,8 +1,12 @@
 """The gate on real measurements: a CPU burner beside a run is not a regression; a CPU quota is.
 
-The same demo image is validated three times: quietly (the baseline), beside a bounded CPU burner, and
-in a container throttled by a CPU quota (`envkit validate --cpus`). The burner run must not fail the
-gate; the throttled run must.
+The same demo image is validated three times: as it comes (the baseline), beside a bounded CPU burner,
+and in a container throttled by a CPU quota (`envkit validate --cpus`). The burner run must not fail
+the gate: it is recognised as measured under contention. The throttled run must fail it.
+
+The burners run at the lowest priority (nice 19): they load the host as a neighbour's job does (the
+load average the gate reads counts them), without starving the probe past its check timeout on a
+machine that is already busy.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pytest
 from support import DemoImages
 
 from envkit.cli import main
-from envkit.gate import FAIL, PASS, SKIP, run_gate
+from envkit.gate import FAIL, SKIP, run_gate
 from envkit.hostfacts import cpus_available, load_average
 from envkit.policy import load_policy
 from envkit.report import Report, load_report
@@ -37,17 +41,21 @@ def _validate(image: str, out: Path, *extra: str) -> Report:
 
 @contextmanager
 def cpu_burner() -> Iterator[None]:
-    """Two busy processes per usable CPU, each bounded in time, until the 1-minute load shows them."""
+    """Two busy processes per usable CPU at nice 19, each bounded in time, until the 1-minute load
+    average shows them (above the number of CPUs)."""
     cpus = cpus_available() or 1
-    code = f"import time\nend = time.monotonic() + {BURNER_LIMIT_S}\nwhile time.monotonic() < end: pass\n"
+    code = (
+        f"import os, time\nos.nice(19)\nend = time.monotonic() + {BURNER_LIMIT_S}\n"
+        "while time.monotonic() < end: pass\n"
+    )
     burners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2 * cpus)]
     try:
         deadline = time.monotonic() + LOAD_WAIT_S
-        while time.monotonic() < deadline:
-            load = load_average()
-            if load is None or load[0] > cpus:
-                break
+        load = load_average()
+        while load is not None and load[0] <= cpus and time.monotonic() < deadline:
             time.sleep(5)
+            load = load_average()
+        assert load is None or load[0] > cpus, f"the burners did not raise the load above {cpus}: {load}"
         yield
     finally:
         for burner in burners:
@@ -81,9 +89,7 @@ def test_a_cpu_burner_beside_one_run_is_not_a_regression(runs: dict[str, Report]
     assert burner.host.loadavg_before is not None and burner.host.cpu_model
     verdict = run_gate([burner], load_policy(_policy(tmp_path, runs["baseline"]))).verdicts[0]
     decode = next(f for f in verdict.findings if f.name == DECODE)
-    assert decode.effect in (PASS, SKIP), decode.message
-    if decode.effect == SKIP:
-        assert "noisy" in decode.message
+    assert decode.effect == SKIP and "noisy" in decode.message, decode.message
     assert verdict.passed, verdict.why_not()
 
 
