@@ -2,7 +2,8 @@
 
 The same demo image is validated three times: as it comes (the baseline), beside a bounded CPU burner,
 and in a container throttled by a CPU quota (`envkit validate --cpus`). The burner run must not fail
-the gate: it is recognised as measured under contention. The throttled run must fail it.
+the gate: it is recognised as measured under contention. The throttled run must fail it on a host that
+was quiet; where the host was already busy, the comparison must be skipped as noisy — never passed.
 
 The burners run at the lowest priority (nice 19): they load the host as a neighbour's job does (the
 load average the gate reads counts them), without starving the probe past its check timeout on a
@@ -23,7 +24,7 @@ import pytest
 from support import DemoImages
 
 from envkit.cli import main
-from envkit.gate import FAIL, SKIP, run_gate
+from envkit.gate import FAIL, SKIP, noise_reason, run_gate
 from envkit.hostfacts import cpus_available, load_average
 from envkit.policy import load_policy
 from envkit.report import Report, load_report
@@ -93,15 +94,18 @@ def test_a_cpu_burner_beside_one_run_is_not_a_regression(runs: dict[str, Report]
     assert verdict.passed, verdict.why_not()
 
 
-def test_a_cpu_quota_is_a_regression_the_gate_catches(runs: dict[str, Report], tmp_path: Path) -> None:
-    throttled = runs["throttled"]
+def test_a_cpu_quota_is_never_passed_as_clean(runs: dict[str, Report], tmp_path: Path) -> None:
+    throttled, baseline = runs["throttled"], runs["baseline"]
     assert throttled.runner is not None and throttled.runner.cpus is not None
-    # The quota slows the container whatever else the host runs, so noisy sides are compared here.
-    policy = load_policy(_policy(tmp_path, runs["baseline"], "  noisy: compare\n"))
-    verdict = run_gate([throttled], policy).verdicts[0]
+    verdict = run_gate([throttled], load_policy(_policy(tmp_path, baseline))).verdicts[0]
     decode = next(f for f in verdict.findings if f.name == DECODE)
-    assert decode.effect == FAIL, decode.message
-    assert not verdict.passed and "decode_tokens_per_s regressed" in verdict.why_not()
+    if any(noise_reason(r, r.find("throughput.generate")[0]) for r in (baseline, throttled)):
+        # A host already busy before a run measures the load of others, not the image: on such a
+        # machine the quota's slowdown cannot be told from the noise, and the gate says so.
+        assert decode.effect == SKIP and "noisy" in decode.message, decode.message
+    else:
+        assert decode.effect == FAIL, decode.message
+        assert not verdict.passed and "decode_tokens_per_s regressed" in verdict.why_not()
 
 
 def test_diff_puts_the_quota_first(runs: dict[str, Report], capsys: pytest.CaptureFixture[str]) -> None:
