@@ -11,11 +11,13 @@ WHEELHOUSE ?= $(PIP_FIND_LINKS)
 CA_BUNDLE ?= $(PIP_CERT)
 BUILD_FLAGS := $(if $(WHEELHOUSE),--wheelhouse $(WHEELHOUSE)) $(if $(CA_BUNDLE),--ca-bundle $(CA_BUNDLE))
 
-.PHONY: demo test venv test-deps engine base-image unit docker-tier lint bench clean
+.PHONY: demo test venv test-deps engine base-image slurm slurm-stop unit fuzz docker-tier lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# The distribution was called `envkit` before it became envkit-gpu; an old install would shadow it.
+	$(BIN)/pip uninstall --quiet --yes envkit 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@# The probe's own tests run torch on the host: the wheelhouse's torch for this Python, when there
 	@# is one (named as a file, so pip cannot prefer a multi-GB CUDA build from the index instead).
@@ -34,7 +36,14 @@ engine:
 base-image: engine
 	bash scripts/make-base-image.sh
 
-test-deps: venv engine base-image
+# A single-node Slurm on localhost with fake h100/a100 GPUs for tests/slurm (root; see the script).
+slurm:
+	bash scripts/ensure-slurm.sh
+
+slurm-stop:
+	bash scripts/ensure-slurm.sh stop
+
+test-deps: venv engine base-image slurm
 	bash scripts/install-test-deps.sh
 
 demo: venv base-image
@@ -50,8 +59,13 @@ test: test-deps
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
+# Every generated hostile document (the default `quick` profile runs a quarter of them).
+fuzz: venv
+	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest tests/unit/test_hostile_documents.py -q
+
 lint: venv
 	$(BIN)/ruff check envkit tests scripts benchmarks
+	$(BIN)/ruff format --check envkit tests scripts benchmarks
 	$(BIN)/mypy envkit
 
 bench: venv base-image

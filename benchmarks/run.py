@@ -1,7 +1,8 @@
 """envkit benchmarks: costs measured side by side in one run, printed as ratios (`make bench`).
 
-    python benchmarks/run.py [--sections plan,build,validate,generate] [--wheelhouse DIR] [--ca-bundle FILE]
-                             [--skip-jobs] [--note TEXT] [--out benchmarks/results/<machine>-<sections>.json]
+    python benchmarks/run.py [--sections plan,build,validate,generate,ci] [--wheelhouse DIR]
+                             [--ca-bundle FILE] [--skip-jobs] [--note TEXT]
+                             [--out benchmarks/results/<machine>-<sections>.json]
 
 Sections
 - plan:      planning and rendering cost per raw cell for 100, 1,000 and 10,000-cell matrices.
@@ -9,6 +10,10 @@ Sections
              cold builds with --jobs 1 vs --jobs 2. Needs a Docker engine, the base image and a wheelhouse.
 - validate:  `envkit validate IMAGE` vs the same probe with `--local` (container start, copy in/out).
 - generate:  the reference decoder on this CPU: tokens/s with and without the KV cache at 128/512/2048.
+- ci:        an empty second engine (scripts/runner-engine.sh) against a staging registry that holds the
+             CPU demo (scripts/start-registry.sh): `envkit build --push` (every cell skipped by registry)
+             vs the loop a CI job runs without envkit (`docker build` of every rendered context).
+             Needs root (a second dockerd), the base image and a wheelhouse.
 The GPU counterpart (roofline, transformers side by side) is benchmarks/gpu_generation.py.
 Never run from the test suite: numbers depend on the machine; ratios are what the targets are about.
 """
@@ -34,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from envkit.matrix import parse_matrix  # noqa: E402
+from envkit.matrix import load_matrix, parse_matrix  # noqa: E402
 from envkit.render import FileHasher, RenderOptions, render_plan  # noqa: E402
 from envkit.resolve import Plan, plan  # noqa: E402
 from envkit.yamlsrc import load_text  # noqa: E402
@@ -297,11 +302,88 @@ def generation(args: argparse.Namespace) -> None:
     RESULTS["generate"] = kv_cache_table(contexts=(128, 512, 2048), device="cpu", say=say)
 
 
+# --- ci ---------------------------------------------------------------------------------------------
+
+
+def script(name: str, *argv: str) -> str:
+    """Run scripts/NAME; its last stdout line (an address or a DOCKER_HOST)."""
+    done = subprocess.run(["bash", str(ROOT / "scripts" / name), *argv], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/{name} {' '.join(argv)} failed: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def timed_run(argv: list[str], **env: str) -> float:
+    clock = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env},
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{(done.stdout + done.stderr)[-3000:]}")
+    return time.perf_counter() - clock
+
+
+def envkit_argv(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "envkit", *argv]
+
+
+def copy_image(ref: str, host: str) -> None:
+    """`docker save REF | docker -H HOST load`: the naive loop needs the base on the empty runner."""
+    save = subprocess.Popen(["docker", "save", ref], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "-H", host, "load"], stdin=save.stdout, capture_output=True, check=True)
+    if save.wait() != 0:
+        raise SystemExit(f"docker save {ref} failed")
+
+
+def naive_loop(matrix: Path, flags: list[str], folder: Path, host: str) -> float:
+    """Seconds for what a CI job without envkit runs: `docker build` of every rendered context."""
+    timed_run(envkit_argv("render", str(matrix), *flags, "-o", str(folder)))
+    cells = sorted(cell for cell in folder.iterdir() if (cell / "Dockerfile").exists())
+    # The runner's own bridge has no NAT (--iptables=false): its builds reach pip through the host network.
+    build = ["docker", "-H", host, "build", "--network", "host", "-q"]
+    return sum(timed_run([*build, str(cell)]) for cell in cells)
+
+
+def ci_ratio(args: argparse.Namespace) -> None:
+    say("== CI on an empty runner: envkit build --push (registry skip) vs a plain docker build loop")
+    flags = [
+        *(["--wheelhouse", args.wheelhouse] if args.wheelhouse else []),
+        *(["--ca-bundle", args.ca_bundle] if args.ca_bundle else []),
+    ]
+    port, runner = str(49152 + os.getpid() % 10000), f"bench{os.getpid() % 100000}"
+    repository = f"envkit-bench/ci-{uuid.uuid4().hex[:6]}"
+    staging = f"{script('start-registry.sh', port)}/stage"
+    try:
+        host = script("runner-engine.sh", "start", runner)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            matrix = demo_matrix(folder, repository)
+            populate = timed_run(envkit_argv("build", str(matrix), *flags, "--push", staging))
+            say(f"  populate staging (first engine)     {populate:7.1f} s")
+            report = folder / "b.json"
+            envkit_s = timed_run(envkit_argv("build", str(matrix), *flags, "--push", staging,
+                                             "--report", str(report)), DOCKER_HOST=host)
+            statuses = [c.get("skipped_by") for c in json.loads(report.read_text())["cells"]]
+            say(f"  envkit build --push, empty runner   {envkit_s:7.1f} s  skipped by {statuses}")
+            copy_image(plan(load_matrix(matrix)).cells[0].base, host)
+            naive = naive_loop(matrix, flags, folder / "rendered", host)
+            say(f"  docker build loop, empty runner     {naive:7.1f} s")
+            say(f"  envkit / naive                      = {envkit_s / naive:.4f}")
+            RESULTS["ci"] = {"populate_s": populate, "envkit_push_s": envkit_s, "naive_build_s": naive,
+                             "ratio": envkit_s / naive, "skipped_by": statuses,
+                             "registry_cache": "not measured: envkit build has no --cache-from yet"}
+    finally:
+        script("runner-engine.sh", "stop", runner)
+        script("start-registry.sh", "stop", port)
+        _remove_repository(repository)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "plan": lambda args: bench_plan(),
     "build": build_ratio,
     "validate": validate_overhead,
     "generate": generation,
+    "ci": ci_ratio,
 }
 
 
@@ -323,7 +405,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sections", default="plan,build,validate,generate")
+    parser.add_argument("--sections", default="plan,build,validate,generate,ci")
     parser.add_argument("--wheelhouse", default=os.environ.get("PIP_FIND_LINKS"))
     parser.add_argument("--ca-bundle", default=os.environ.get("PIP_CERT"))
     parser.add_argument(

@@ -3,11 +3,16 @@
 A cell is skipped when the image under its tag already carries the same content hash. A build runs
 untagged; only a finished build whose labels check out is tagged (content-hash tag first, then the
 cell tag), so an interrupted or failed build never leaves an image under a cell's tag.
+
+With a push target (`build --push`), the registry is asked first: a cell whose `content-<hash16>` tag
+is there is skipped without pulling or building anything. Otherwise the cell is built (or found
+locally), pushed under its content tag, and only then its cell tag is pointed at that digest.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,16 +24,19 @@ from typing import Any
 
 from envkit import __version__
 from envkit import labels as L
-from envkit.engine import BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
-from envkit.errors import EngineUnavailable, EnvkitError
+from envkit.engine import BuildEnvironmentFault, BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
+from envkit.errors import EngineUnavailable, EnvironmentFault, EnvkitError
 from envkit.gc import scratch_dir
+from envkit.registry import RegistryRepository
 from envkit.render import BuildContext
 
 BUILD_SCHEMA = "envkit.build/1"
-STATES = ("queued", "building", "built", "skipped", "failed", "cancelled")
 LOG_TAIL_LINES = 30
 HASH_LABEL = L.CONTENT_HASH
 BASE_ID_LABEL = L.BASE_ID
+# pip's words when a file does not match --require-hashes, and how it names each such requirement.
+_PIP_HASH_MISMATCH = "THESE PACKAGES DO NOT MATCH THE HASHES"
+_PIP_REQUIREMENT = re.compile(r"\s+(\S+==\S+) from ")
 # How often a worker waiting on a build looks at the cancel flag.
 CANCEL_POLL_S = 0.2
 
@@ -52,6 +60,19 @@ class CellResult:
     log: str | None = None
     error: str | None = None
     log_tail: str | None = None
+    environment_fault: bool = False  # the environment failed the build (exit 3), not the Dockerfile
+    skipped_by: str | None = None  # "engine" or "registry" for a skipped cell
+    digest: str | None = None  # the manifest digest in the push registry
+    pushed: tuple[str, ...] = ()  # registry refs now pointing at `digest`
+
+    @property
+    def label(self) -> str:
+        """The status as people read it: `skipped (registry)` for a cell the registry already held."""
+        return f"{self.status} (registry)" if self.skipped_by == "registry" else self.status
+
+
+# Where `build --push` puts images: a registry and the repository path on it.
+PushTarget = RegistryRepository
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +90,13 @@ class BuildReport:
     def failed(self) -> tuple[CellResult, ...]:
         return tuple(r for r in self.results if r.status in ("failed", "cancelled"))
 
+    @property
+    def exit_code(self) -> int:
+        """0 all built or skipped, 1 a cell failed, 3 the environment failed a cell (DESIGN.md)."""
+        if any(r.environment_fault for r in self.failed):
+            return 3
+        return 1 if self.failed else 0
+
     def to_json(self) -> str:
         data: dict[str, Any] = {
             "schema": BUILD_SCHEMA,
@@ -77,7 +105,7 @@ class BuildReport:
             "engine": dict(self.engine),
             "started": self.started,
             "duration_s": round(self.duration_s, 3),
-            "cells": [asdict(r) | {"tags": list(r.tags)} for r in self.results],
+            "cells": [asdict(r) | {"tags": list(r.tags), "pushed": list(r.pushed)} for r in self.results],
             "would_push": list(self.would_push),
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -95,6 +123,7 @@ class BuildSettings:
     secrets: Mapping[str, Path] = field(default_factory=dict)
     force: bool = False
     no_cache: bool = False
+    push: PushTarget | None = None
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -110,13 +139,57 @@ def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInf
     return base is None or built_on is None or built_on == base.id
 
 
-def decide(contexts: Sequence[BuildContext], engine: Engine, force: bool = False) -> dict[str, str]:
-    """Per cell id: "skip" when its image is up to date (see `up_to_date`), else "build"."""
+def decide(
+    contexts: Sequence[BuildContext], engine: Engine, force: bool = False, push: PushTarget | None = None
+) -> dict[str, str]:
+    """Per cell id: "skip (registry)" when the push registry holds its content tag, "skip" when its
+    local image is up to date (see `up_to_date`), else "build"."""
+    return {cell_id: action for cell_id, (action, _) in explain(contexts, engine, force, push).items()}
+
+
+def explain(
+    contexts: Sequence[BuildContext], engine: Engine, force: bool = False, push: PushTarget | None = None
+) -> dict[str, tuple[str, str]]:
+    """Per cell id: (action, why) — held by the registry, no image, which input changed, base moved, or
+    forced."""
     decisions = {}
     for context in contexts:
-        fresh = up_to_date(context, engine.image(context.cell.image), engine.image(context.cell.base))
-        decisions[context.cell.id] = "skip" if fresh and not force else "build"
+        held = _in_registry(push, context) if push is not None and not force else None
+        if held is not None:
+            held_by = f"{context.hash_tag} is {held[:19]} in the registry"
+            decisions[context.cell.id] = ("skip (registry)", held_by)
+            continue
+        existing, base = engine.image(context.cell.image), engine.image(context.from_ref)
+        why = stale_reason(context, existing, base)
+        if why is None:
+            decisions[context.cell.id] = ("build", "forced") if force else ("skip", "up to date")
+        else:
+            decisions[context.cell.id] = ("build", why)
     return decisions
+
+
+def _in_registry(push: PushTarget, context: BuildContext) -> str | None:
+    """The digest under the cell's content tag in the push registry, or None when it is absent."""
+    found = push.registry.head_manifest(push.repository, context.hash_tag)
+    return found.digest if found is not None else None
+
+
+def stale_reason(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> str | None:
+    """Why the cell's image is out of date (the converse of `up_to_date`), or None when it is not."""
+    if existing is None:
+        return f"no image {context.cell.image}"
+    if existing.labels.get(HASH_LABEL) != context.content_hash:
+        changed = [
+            f"{key.removeprefix(L.PREFIX)} {existing.labels.get(key) or '-'} → {value or '-'}"
+            for key, value in sorted(context.labels.items())
+            if key.startswith(L.PREFIX) and key != HASH_LABEL and existing.labels.get(key, "") != value
+        ]
+        inputs = "; ".join(changed) or "the Dockerfile or build files (packages, wheels, templates)"
+        return f"content hash differs: {inputs}"
+    if not up_to_date(context, existing, base):
+        was, now = existing.labels.get(BASE_ID_LABEL, ""), base.id if base else "?"
+        return f"base {context.from_ref} moved: built on {was[:19]}, now {now[:19]}"
+    return None
 
 
 def build_contexts(
@@ -152,7 +225,7 @@ def build_contexts(
                 for future in done:
                     context = futures[future]
                     result = _result_of(future, context, settings)
-                    if isinstance(future.exception(), EngineUnavailable) and fault is None:
+                    if isinstance(future.exception(), EnvironmentFault) and fault is None:
                         fault = future.exception()  # type: ignore[assignment]
                         cancel.set()
                     results[context.cell.id] = result
@@ -230,13 +303,19 @@ def _build_one(
     clock = time.monotonic()
     if cancel.is_set():
         raise Cancelled("interrupted before it started")
+    push = settings.push
+    held = _in_registry(push, context) if push is not None and not settings.force else None
+    if push is not None and held is not None:
+        pushed = _point_cell_tag(push, context, held)
+        return _result(context, "skipped", skipped_by="registry", digest=held, pushed=pushed,
+                       duration_s=time.monotonic() - clock)
     existing = engine.image(cell.image)
-    base = engine.image(cell.base)
+    base = engine.image(context.from_ref)
     if not settings.force and existing is not None and up_to_date(context, existing, base):
         engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
-        return _result(
-            context, "skipped", image_id=existing.id, size=existing.size, duration_s=time.monotonic() - clock
-        )
+        outcome = _push(push, context, engine, existing.id) if push is not None else {}
+        return _result(context, "skipped", skipped_by="engine", image_id=existing.id, size=existing.size,
+                       duration_s=time.monotonic() - clock, **outcome)
     progress(cell.id, "building", "")
     try:
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
@@ -246,14 +325,17 @@ def _build_one(
             discard_untagged(engine, image_id)
             raise Cancelled("interrupted; the finished image was removed untagged")
         image = _verify_and_tag(context, engine, image_id)
+        outcome = _push(push, context, engine, image.id) if push is not None else {}
     except BuildFailed as failure:
+        error = hash_mismatch(log_path) or failure.message.splitlines()[0]
         return _result(
             context,
             "failed",
             duration_s=time.monotonic() - clock,
             log=str(log_path),
-            error=failure.message.splitlines()[0],
+            error=f"{error} ({failure.hint})" if isinstance(failure, BuildEnvironmentFault) else error,
             log_tail=_tail(log_path),
+            environment_fault=isinstance(failure, BuildEnvironmentFault),
         )
     return _result(
         context,
@@ -262,7 +344,34 @@ def _build_one(
         size=image.size,
         duration_s=time.monotonic() - clock,
         log=str(log_path),
+        **outcome,
     )
+
+
+def _push(push: PushTarget, context: BuildContext, engine: Engine, image_id: str) -> dict[str, Any]:
+    """Push the image under its content tag, then point the cell tag at the digest (tags last)."""
+    content_ref = push.ref(context.hash_tag)
+    engine.tag(image_id, content_ref)
+    try:
+        digest = engine.push(content_ref)
+    finally:
+        # The registry name was only a handle for the push: the engine keeps the cell's own tags.
+        engine.remove_image(content_ref)
+    return {"digest": digest, "pushed": _point_cell_tag(push, context, digest)}
+
+
+def _point_cell_tag(push: PushTarget, context: BuildContext, digest: str) -> tuple[str, ...]:
+    """Make the registry's cell tag name `digest` (registry-side: the manifest is put again, nothing
+    is pulled); returns the refs that now name it."""
+    cell_tag = context.cell.tag
+    current = push.registry.head_manifest(push.repository, cell_tag)
+    if current is None or current.digest != digest:
+        manifest = push.registry.get_manifest(push.repository, digest)
+        if manifest is None:
+            raise EnvironmentFault(f"registry {push.registry.host}: {push.digest_ref(digest)} vanished "
+                                   "while its cell tag was being set", hint="rerun `envkit build --push`")
+        push.registry.put_manifest(push.repository, cell_tag, manifest)
+    return (push.ref(context.hash_tag), push.ref(cell_tag))
 
 
 def _run_build(
@@ -352,6 +461,25 @@ def _verify_and_tag(context: BuildContext, engine: Engine, image_id: str) -> Any
     engine.tag(image_id, hash_tag)
     engine.tag(image_id, cell_tag)  # the cell tag moves last: it is the commit point
     return image
+
+
+def hash_mismatch(log: Path) -> str | None:
+    """When pip refused files against a lock's hashes (a locked build), the packages it named."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if _PIP_HASH_MISMATCH not in text:
+        return None
+    packages = []
+    for line in text.split(_PIP_HASH_MISMATCH, 1)[1].splitlines()[1:]:
+        if line.strip() and not line.startswith((" ", "\t")):
+            break
+        found = _PIP_REQUIREMENT.match(line)
+        if found:
+            packages.append(found.group(1))
+    named = ", ".join(packages) or "a package"
+    return f"pip refused {named}: the file does not match the lock's hashes (tampered, or the lock is stale)"
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str | None:

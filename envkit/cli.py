@@ -20,8 +20,10 @@ COMMAND_MODULES = (
     "envkit.commands.report",
     "envkit.commands.diff",
     "envkit.commands.build",
+    "envkit.commands.lock",
     "envkit.commands.validate",
     "envkit.commands.promote",
+    "envkit.commands.verify",
     "envkit.commands.gc",
     "envkit.commands.doctor",
 )

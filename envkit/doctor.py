@@ -14,7 +14,6 @@ from typing import Any
 from envkit import __version__
 from envkit.compat import KnowledgeBase, version_key
 from envkit.engine import Engine
-from envkit.engine.buildkit import cli_candidates, find_cli
 from envkit.errors import EnvkitError
 from envkit.probe.nvml import NvmlGpu, NvmlInfo, query
 from envkit.resolve import Cell
@@ -137,6 +136,9 @@ def engine_status(engine: Engine, host: str) -> EngineStatus:
 
 def buildkit_status(find: Callable[[], str] | None = None) -> BuildKitStatus:
     """The first docker CLI that can build with BuildKit (envkit.engine.buildkit's finder)."""
+    # Imported here: the backends import docker-py, which costs most of envkit's start-up time.
+    from envkit.engine.buildkit import cli_candidates, find_cli
+
     finder = find or (lambda: find_cli(cli_candidates(os.environ)))
     try:
         return BuildKitStatus(cli=finder())

@@ -53,12 +53,6 @@ class EnvkitError(Exception):
         return text
 
 
-class CheckFailed(EnvkitError):
-    """A check or gate failed (exit 1)."""
-
-    exit_code = 1
-
-
 class ConfigError(EnvkitError):
     """Bad matrix, policy or report file (exit 2); message and hint are kept to one line each."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from envkit import labels as L
 from envkit.errors import ConfigError, Where
-from envkit.policy import BaselineRule, Expectations, Policy, Requirement, Tolerance, needs_gpu
+from envkit.policy import BaselineRule, Expectations, Policy, Requirement, Tolerance, gpu_matches, needs_gpu
 from envkit.probe.outcome import NA
 from envkit.report import Check, Report, check_path, load_report, metric_direction
 
@@ -103,7 +103,48 @@ def run_gate(reports: list[Report], policy: Policy, *, baseline_path: Path | Non
         rule = replace(rule or BaselineRule(path=baseline_path, tolerance=Tolerance()), path=baseline_path)
     baselines = load_baselines(rule.path) if rule else []
     verdicts = tuple(evaluate(report, policy, baselines=baselines, rule=rule) for report in reports)
+    if policy.require_gpu_types:
+        verdicts = _with_gpu_types(verdicts, policy.require_gpu_types)
     return GateResult(verdicts=verdicts, policy=policy)
+
+
+def covers_gpu_type(report: Report, gpu_type: str) -> bool:
+    """Whether `report` ran on `gpu_type`: the scheduler's GPU type it asked for (runner.scheduler's
+    details.environment.gpu_type), else a match in the GPU model's name ("h100" in "NVIDIA H100 80GB")."""
+    for check in report.find("runner.scheduler"):
+        environment = check.details.get("environment")
+        asked = environment.get("gpu_type") if isinstance(environment, dict) else None
+        if isinstance(asked, str):
+            return asked.lower() == gpu_type.lower() or gpu_matches(gpu_type, asked)
+    return bool(report.host.gpus) and gpu_matches(f"*{gpu_type}*", report.gpu_model)
+
+
+def _with_gpu_types(
+    verdicts: tuple[ImageVerdict, ...], gpu_types: tuple[str, ...]
+) -> tuple[ImageVerdict, ...]:
+    """Each image's verdicts gain one finding per required GPU type: a report on it, or a failure."""
+    result = []
+    for verdict in verdicts:
+        same_image = [other.report for other in verdicts if other.report.label == verdict.report.label]
+        findings = []
+        for gpu_type in gpu_types:
+            found = [report for report in same_image if covers_gpu_type(report, gpu_type)]
+            findings.append(
+                Finding(
+                    name=f"gpu-type:{gpu_type}",
+                    kind="gpu-type",
+                    effect=PASS if found else FAIL,
+                    message=f"{len(found)} report(s) on GPU type {gpu_type}"
+                    if found
+                    else f"no report of {verdict.report.label} on GPU type {gpu_type}",
+                    hint=None
+                    if found
+                    else "required by the policy's require_gpu_types; validate with "
+                    f"--runner slurm --gpu-type {gpu_type} (or --gpu-product on Kubernetes)",
+                )
+            )
+        result.append(replace(verdict, findings=(*verdict.findings, *findings)))
+    return tuple(result)
 
 
 def image_labels(report: Report) -> Mapping[str, str]:

@@ -37,6 +37,9 @@ BASE = PREFIX + "base"
 ROLE = PREFIX + "role"
 IMAGE = PREFIX + "image"
 
+# Set on the Kubernetes Jobs and ConfigMaps of one `validate --runner kubernetes` run (with MANAGED, ROLE).
+RUN = PREFIX + "run"
+
 # Set on the verdict companions that promote publishes.
 VERDICT = PREFIX + "verdict"
 VERDICT_SUBJECT = PREFIX + "verdict.subject"

@@ -8,14 +8,16 @@ combinations it does not contradict, or adds a new combination when it extends n
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from envkit import compat, safety
 from envkit import labels as L
-from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
 from envkit.yamlsrc import SourceDoc, load_file
 
@@ -160,11 +162,48 @@ def parse_matrix(doc: SourceDoc) -> Matrix:
 
 def expand(matrix: Matrix) -> list[CellRequest]:
     """All cell requests in a stable order: product of the axes, minus excludes, plus includes."""
-    combos = _product(matrix)
-    combos = [c for c in combos if not any(_matches(c.values, e.values) for e in matrix.exclude)]
+    return [_with_defaults(matrix, c) for c in _expansion(matrix)[0]]
+
+
+def unmatched_entries(matrix: Matrix) -> list[str]:
+    """Warnings, as `file:line: key: message`, for exclude and include entries that match nothing.
+
+    An exclude entry that removes no combination of the axes, and an include entry that extends none
+    while naming only some of the axes (it then adds a cell of its own, the other axes from
+    `defaults`), are most likely typos. Under `strict: true` the first one is a ConfigError instead.
+    """
+    notes = _expansion(matrix)[1]
+    if notes and matrix.strict:
+        where, message = notes[0]
+        raise ConfigError(message, where=where, hint="`strict: true` is set; fix or remove the entry")
+    return [f"{where}: {message}" for where, message in notes]
+
+
+def _expansion(matrix: Matrix) -> tuple[list[_Combo], list[tuple[Where, str]]]:
+    product = _product(matrix)
+    notes: list[tuple[Where, str]] = []
+    for entry in matrix.exclude:
+        if not any(_matches(c.values, entry.values) for c in product):
+            notes.append((entry.where, f"({_describe(entry)}) matches no combination of the axes"))
+    combos = [c for c in product if not any(_matches(c.values, e.values) for e in matrix.exclude)]
     for index, entry in enumerate(matrix.include):
+        count = len(combos)
         combos = _apply_include(matrix, combos, entry, index)
-    return [_with_defaults(matrix, c) for c in combos]
+        added_alone = len(combos) > count
+        if added_alone and product and not set(product[0].original) <= set(entry.values):
+            notes.append(
+                (
+                    entry.where,
+                    f"({_describe(entry)}) extends no combination of the axes; "
+                    "it adds a cell of its own, the other axes from `defaults`",
+                )
+            )
+    return combos, notes
+
+
+def _describe(entry: Entry) -> str:
+    values = [f"{axis}={entry.values[axis]}" for axis in AXES if axis in entry.values]
+    return ", ".join(values + sorted(entry.settings))
 
 
 # --- expansion -------------------------------------------------------------------------------------
@@ -390,11 +429,72 @@ def _axis_value(doc: SourceDoc, path: tuple[Any, ...], axis: str) -> str:
         raise ConfigError(f"expected a version or name for `{axis}`, got {value!r}", where=doc.where(*path))
     text = (doc.text(*path) or str(value)).strip()
     where = doc.where(*path)
-    if axis in ("os", "flavor"):
-        return safety.name(text, where)
-    if axis == "cuda" and text.lower() in NO_CUDA:
-        return "none"
+    if axis == "os":
+        return _os_name(safety.name(text, where), where)
+    if axis == "flavor":
+        return _flavor(safety.name(text, where), where)
+    if axis == "cuda":
+        return _cuda(text, where)
     return safety.version(text, where, local=(axis == "torch"))
+
+
+# The OS names envkit's Dockerfile builds on (apt-based): nvidia/cuda's Ubuntu lines, Debian for CPU.
+_OS_NAME = re.compile(r"ubuntu\d\d\.\d\d|debian\d+")
+_CUDA_VERSION = re.compile(r"\d+\.\d+(?:\.\d+)?")
+_CUDA_WORD = re.compile(r"(?:cuda|cu)[-_ ]?(\d+\.\d+(?:\.\d+)?|\d{2}\d)", re.IGNORECASE)
+
+
+@functools.cache
+def known_os_names() -> tuple[str, ...]:
+    """The OS names the knowledge base has facts for: shipped Pythons, CPU bases, nvidia/cuda lines."""
+    kb = compat.load_kb()
+    names = {entry.os for entry in kb.os_pythons} | {entry.os for entry in kb.os_bases}
+    names.update(f"ubuntu{version}" for line in kb.images for version in line.ubuntu)
+    return tuple(sorted(names))
+
+
+def _os_name(text: str, where: Where) -> str:
+    if _OS_NAME.fullmatch(text):
+        return text
+    known = known_os_names()
+    # A prefix first ("ubuntu24" is ubuntu24.04, which difflib rates no closer than ubuntu26.04).
+    close = [name for name in known if name.startswith(text)][-1:] or difflib.get_close_matches(
+        text, known, n=1, cutoff=0.6
+    )
+    hint = f"did you mean `{close[0]}`?" if close else f"known: {', '.join(known)}"
+    raise ConfigError(f"unknown os `{text}`: envkit builds on ubuntuYY.MM or debianN", where=where, hint=hint)
+
+
+def _flavor(text: str, where: Where) -> str:
+    if text in FLAVORS:
+        return text
+    close = difflib.get_close_matches(text, FLAVORS, n=1)
+    hint = f"did you mean `{close[0]}`?" if close else f"choose one of: {', '.join(FLAVORS)}"
+    raise ConfigError(f"unknown flavor `{text}`; flavors are {', '.join(FLAVORS)}", where=where, hint=hint)
+
+
+def _cuda(text: str, where: Where) -> str:
+    if text.lower() in NO_CUDA:
+        return "none"
+    if _CUDA_VERSION.fullmatch(text):
+        return safety.version(text, where)
+    word = _CUDA_WORD.fullmatch(text)
+    guess: str | None
+    if word and "." not in word[1]:
+        guess = f"{word[1][:-1]}.{word[1][-1]}"  # cu128 -> 12.8: the wheel-index name of a CUDA minor
+    elif word:
+        guess = word[1]
+    else:
+        known = compat.load_kb().known_cuda()
+        same_major = [cuda for cuda in known if cuda.split(".")[0] == text]
+        close = same_major[-1:] or difflib.get_close_matches(text, known, n=1)
+        guess = close[0] if close else None
+    hint = f"did you mean `{guess}`? " if guess else ""
+    raise ConfigError(
+        f"cuda `{text}` is not a CUDA version",
+        where=where,
+        hint=hint + "cuda takes major.minor (12.8), a full version (12.8.1) or none",
+    )
 
 
 def _parse_axes(doc: SourceDoc) -> tuple[dict[str, tuple[str, ...]], dict[str, Where]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from envkit import labels as L
 from envkit.errors import ConfigError, Where
+from envkit.probe import registry
 from envkit.report import CHECK_ID, METRIC_NAME, PROFILES, STATUSES
 from envkit.yamlsrc import SourceDoc, load_file
 
@@ -41,6 +42,7 @@ _TOP_KEYS = (
     "thresholds",
     "baseline",
     "cells",
+    "require_gpu_types",
 )
 _THRESHOLD_KEYS = ("check", "metric", "min", "max", "gpu", "profile")
 _BASELINE_KEYS = ("path", "tolerance", "metrics", "noisy")
@@ -178,6 +180,9 @@ class Policy:
     baseline: BaselineRule | None = None
     require_gpu: bool = False
     cells: tuple[CellRule, ...] = ()
+    # Every image must have a passing report on each of these GPU types (a scheduler's GRES type or
+    # GPU product, or a pattern of the GPU model's name): `validate --runner ... --gpu-type` makes them.
+    require_gpu_types: tuple[str, ...] = ()
     source: str = "<default>"
 
     def skip_allowed(self, check_id: str) -> bool:
@@ -222,6 +227,23 @@ class Policy:
     def threshold_keys(self) -> list[tuple[str, str]]:
         """Distinct (check, metric) pairs that have rules, in file order."""
         return list(dict.fromkeys((rule.check, rule.metric) for rule in self.thresholds))
+
+
+# The record `envkit validate` writes itself for the container's fate (envkit/validate.py).
+RUNNER_CHECK = "runner.container"
+
+
+def known_check_ids() -> tuple[str, ...]:
+    """Every check id a report can hold: the probe's, in suite order, its self-tests, the runner's."""
+    return (*(spec.id for spec in (*registry.CHECKS, *registry.SELFTESTS)), RUNNER_CHECK)
+
+
+def check_id_hint(text: str) -> str:
+    """'did you mean …?' for a misspelt check id, or the list of known ids."""
+    close = difflib.get_close_matches(text, registry.public_ids(), n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"known checks: {', '.join(registry.public_ids())}"
 
 
 def gpu_matches(pattern: str, gpu_name: str) -> bool:
@@ -276,6 +298,7 @@ class _PolicyParser:
             baseline=self.baseline(data.get("baseline")),
             require_gpu=self.boolean(data.get("require_gpu", False), ("require_gpu",)),
             cells=self.cells(data.get("cells")),
+            require_gpu_types=self.gpu_types(data.get("require_gpu_types"), ("require_gpu_types",)),
             source=self.doc.file,
         )
 
@@ -297,6 +320,8 @@ class _PolicyParser:
     def check_id(self, value: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(value, str) or not CHECK_ID.match(value):
             raise self.fail(path, f"{value!r} is not a check id", "check ids look like gpu.visibility")
+        if value not in known_check_ids():
+            raise self.fail(path, f"unknown check {value!r}", check_id_hint(value))
         return value
 
     def statuses(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
@@ -333,7 +358,27 @@ class _PolicyParser:
             return ()
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of glob patterns, got {_kind(value)}")
+        return tuple(self.check_pattern(item, (*path, i)) for i, item in enumerate(value))
+
+    def metric_patterns(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        """Globs over metric names (`decode_tokens_per_s`, `itl_*`): they name metrics, not checks."""
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of metric names or globs, got {_kind(value)}")
         return tuple(self.glob(item, (*path, i)) for i, item in enumerate(value))
+
+    def gpu_types(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        """GPU type names (`h100`, `a100`): glob-safe strings; they name hardware, not checks."""
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of GPU types, got {_kind(value)}")
+        return tuple(self.glob(item, (*path, i)) for i, item in enumerate(value))
+
+    def check_pattern(self, value: Any, path: tuple[Any, ...]) -> str:
+        pattern = self.glob(value, path)
+        if not any(fnmatch.fnmatchcase(check, pattern) for check in known_check_ids()):
+            raise self.fail(path, f"{pattern!r} matches no check", check_id_hint(pattern))
+        return pattern
 
     def glob(self, value: Any, path: tuple[Any, ...]) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -411,7 +456,7 @@ class _PolicyParser:
             base = Path(self.doc.file).parent / base
         metrics: tuple[str, ...] = DEFAULT_COMPARED
         if data.get("metrics") is not None:
-            metrics = self.patterns(data["metrics"], ("baseline", "metrics"))
+            metrics = self.metric_patterns(data["metrics"], ("baseline", "metrics"))
             if not metrics:
                 raise self.fail(("baseline", "metrics"), "the list of compared metrics is empty")
         noisy = data.get("noisy", "skip")

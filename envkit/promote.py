@@ -68,6 +68,7 @@ class Candidate:
     reason: str
     image_id: str | None = None
     content_hash: str | None = None
+    digest: str | None = None  # the staging registry's digest (registry-side promotion)
     verdicts: tuple[ImageVerdict, ...] = ()
 
     @property
@@ -226,9 +227,14 @@ def assess(
 
 
 def same_build(report: Report, image: ImageInfo) -> bool:
-    """Whether the report validated exactly this local image (same image id)."""
-    reported = report.image.id if report.image else None
-    return reported is not None and _bare_id(reported) == _bare_id(image.id)
+    """Whether the report validated exactly this local image: the registry digest it validated is one
+    the engine records for the image, or (a purely local validation) the same image id."""
+    if report.image is None:
+        return False
+    digest = report.image.digest
+    if digest is not None and image.digests:
+        return digest in {name.rpartition("@")[2] for name in image.digests}
+    return report.image.id is not None and _bare_id(report.image.id) == _bare_id(image.id)
 
 
 def _candidate(
@@ -251,8 +257,8 @@ def _candidate(
         return found
     failed = [verdict for verdict in verdicts if not verdict.passed]
     if failed:
-        return replace(found, state=FAILED_GATE, reason=_failure_reason(failed[0]))
-    return replace(found, state=READY, reason=f"passed: {_report_names(verdicts)}")
+        return replace(found, state=FAILED_GATE, reason=failure_reason(failed[0]))
+    return replace(found, state=READY, reason=f"passed: {report_names(verdicts)}")
 
 
 def _not_built(cell: Cell, image: ImageInfo | None) -> str | None:
@@ -278,13 +284,13 @@ def _stale_reason(report: Report, image: ImageInfo) -> str:
     )
 
 
-def _failure_reason(verdict: ImageVerdict) -> str:
+def failure_reason(verdict: ImageVerdict) -> str:
     names = ", ".join(finding.name for finding in verdict.failures[:3])
     more = f" and {len(verdict.failures) - 3} more" if len(verdict.failures) > 3 else ""
     return f"gate failed ({Path(verdict.report.source).name}): {names}{more}"
 
 
-def _report_names(verdicts: Sequence[ImageVerdict]) -> str:
+def report_names(verdicts: Sequence[ImageVerdict]) -> str:
     return ", ".join(Path(verdict.report.source).name for verdict in verdicts)
 
 
@@ -342,6 +348,7 @@ class Context:
     registry: str
     matrix: str
     policy: str
+    policy_sha256: str | None = None  # recorded in verdicts, so `envkit verify --policy` can ask for it
 
 
 def publish(
@@ -349,7 +356,7 @@ def publish(
 ) -> Promotion:
     """Tag, push the images, then build and push the verdict companions; local registry tags are removed
     afterwards. Raises PromotionIncomplete (exit 3) with the partial record when anything fails midway."""
-    created = _now()
+    created = utc_now()
     pushed: dict[str, list[str]] = {target.candidate.cell.id: [] for target in chosen}
     digests: dict[str, str] = {}  # cell id -> digest of its image
     verdict_digests: dict[str, str] = {}  # cell id -> digest of its verdict companion
@@ -406,6 +413,7 @@ def verdict_document(target: Target, digest: str, context: Context, created: str
         },
         "cell": candidate.cell.id,
         "policy": Path(context.policy).name,
+        "policy_sha256": context.policy_sha256,
         "created": created,
         "envkit_version": __version__,
         "reports": [_report_summary(verdict) for verdict in candidate.verdicts],
@@ -517,5 +525,5 @@ def write_record(promotion: Promotion, path: Path) -> None:
     path.write_text(json.dumps(promotion.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

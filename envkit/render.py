@@ -19,18 +19,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from envkit import compat, safety
 from envkit import labels as L
-from envkit import safety
 from envkit.errors import ConfigError, UnsafeValueError, Where
-from envkit.resolve import Cell, Plan, download_sources, python_builds
+from envkit.resolve import Cell, Plan
+
+if TYPE_CHECKING:
+    from envkit.lock import CellLock
 
 CA_BUNDLE_NAME = "ca-bundle.pem"
 WHEELHOUSE_DIR = "wheelhouse"
 CA_SECRET_ID = "ca-bundle"
+LOCKED_REQUIREMENTS = "requirements.lock"
 _WHEEL = re.compile(
     r"(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)-(?:\d[^-]*-)?(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl"
 )
@@ -58,6 +62,15 @@ class BuildContext:
     content_hash: str
     hash_tag: str
     secrets: tuple[str, ...] = field(default=())
+    # A locked build: what FROM names (the base by digest) and files written from text (the locked
+    # requirements); both are part of the content hash.
+    base_ref: str = ""
+    generated: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def from_ref(self) -> str:
+        """The base image as the Dockerfile's FROM names it (by digest when locked to a registry)."""
+        return self.base_ref or self.cell.base
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -73,6 +86,8 @@ class BuildContext:
             target = directory / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(source, target)
+        for rel, text in sorted(self.generated.items()):
+            (directory / rel).write_text(text, encoding="utf-8")
         return dockerfile
 
 
@@ -111,15 +126,23 @@ def render_cell(
     extra_labels: Mapping[str, str],
     options: RenderOptions,
     hasher: FileHasher | None = None,
+    locked: CellLock | None = None,
 ) -> BuildContext:
-    """Render one cell; raises ConfigError when an input the cell needs is missing or unsafe."""
+    """Render one cell; raises ConfigError when an input the cell needs is missing or unsafe.
+
+    With `locked` (the cell's lock entry), FROM names the base by digest and pip installs exactly the
+    locked packages with `--require-hashes --no-deps`; without it the render is as it always was.
+    """
     hasher = hasher or FileHasher()
     _check_cell(cell)
     files = _context_files(cell, options)
+    generated = {LOCKED_REQUIREMENTS: locked.requirements_text()} if locked is not None else {}
     labels = cell_labels(cell, matrix_name, extra_labels)
-    variables = _template_variables(cell, matrix_name, options, files)
+    variables = _template_variables(cell, matrix_name, options, files) | _locked_variables(
+        cell, locked, files
+    )
     body = _template().render(**variables, labels=sorted(labels.items()))
-    content_hash = _content_hash(body, files, hasher)
+    content_hash = _content_hash(body, files, hasher, generated)
     labels = {**labels, L.CONTENT_HASH: content_hash}
     dockerfile = _template().render(**variables, labels=sorted(labels.items()))
     return BuildContext(
@@ -130,7 +153,34 @@ def render_cell(
         content_hash=content_hash,
         hash_tag=hash_tag(content_hash),
         secrets=_secret_ids(options),
+        base_ref=variables["base_ref"],
+        generated=generated,
     )
+
+
+def nvidia_env(cell: Cell) -> list[tuple[str, str]]:
+    """The NVIDIA Container Toolkit variables a CUDA cell sets itself when its base is not nvidia/cuda.
+
+    nvidia/cuda images set them already (with a finer NVIDIA_REQUIRE_CUDA); any other base lacks them,
+    and without NVIDIA_VISIBLE_DEVICES the toolkit gives the container no GPU. The require-CUDA floor is
+    the CUDA major's first minor: torch's wheels bring their own CUDA runtime, which runs on any driver of
+    that major under minor-version compatibility (the io.envkit.driver-floor label keeps the full floor).
+    """
+    if cell.cuda is None or _is_nvidia_cuda(cell.base):
+        return []
+    major = cell.cuda.split(".")[0]
+    return [
+        ("NVIDIA_VISIBLE_DEVICES", "all"),
+        ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+        ("NVIDIA_REQUIRE_CUDA", f"cuda>={major}.0"),
+    ]
+
+
+def _is_nvidia_cuda(image: str) -> bool:
+    name = image.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return name == "nvidia/cuda" or name.endswith("/nvidia/cuda")
 
 
 def cell_labels(cell: Cell, matrix_name: str, extra: Mapping[str, str]) -> dict[str, str]:
@@ -222,16 +272,15 @@ def _template_variables(
     cell: Cell, matrix_name: str, options: RenderOptions, files: Mapping[str, Path]
 ) -> dict[str, Any]:
     wheelhouse_files = sorted(rel for rel in files if rel.startswith(WHEELHOUSE_DIR + "/"))
-    build = python_builds().get(cell.python)
-    archive = None
-    if cell.python_source == "standalone" and build is not None:
-        archive = f"cpython-{build.full_version}+{build.release}-x86_64-unknown-linux-gnu-install_only.tar.gz"
+    kb = compat.load_kb()
+    build = kb.python_build(cell.python)
+    archive = build.archive if cell.python_source == "standalone" and build is not None else None
     return {
         "cell": cell,
         "matrix_name": matrix_name,
         "python_tuple": ", ".join(cell.python.split(".")),
         "python_build": build,
-        "python_url": f"{download_sources()['python_build_standalone']}/{build.release}" if build else "",
+        "python_url": f"{kb.download_root('python_build_standalone')}/{build.release}" if build else "",
         "python_archive": archive,
         "wheelhouse_files": wheelhouse_files,
         "ca_bundle": CA_BUNDLE_NAME in files or (options.ca_bundle is not None and options.buildkit),
@@ -240,8 +289,32 @@ def _template_variables(
         "pip": f"{_pip_env(options)}/opt/venv/bin/pip install"
         + ("" if options.buildkit and options.cache_mounts else " --no-cache-dir"),
         "torch_args": _torch_args(cell, wheelhouse_files),
+        "nvidia_env": nvidia_env(cell),
         # Requirements may hold `<` or `>`; quoted, the shell cannot read them as redirections.
         "packages": " ".join(shlex.quote(package) for package in cell.packages),
+    }
+
+
+def _locked_variables(cell: Cell, locked: CellLock | None, files: Mapping[str, Path]) -> dict[str, Any]:
+    if locked is None:
+        return {"locked": None, "base_ref": cell.base}
+    base = locked.base
+    safety.image_ref(base.pinned, cell.where)
+    sources = []
+    if any(rel.startswith(WHEELHOUSE_DIR + "/") for rel in files):
+        sources.append(f"--find-links /tmp/envkit/{WHEELHOUSE_DIR}")
+    if cell.torch_source == "index" and cell.torch_index is not None:
+        sources.append(f"--extra-index-url {safety.url(cell.torch_index)}")
+    return {
+        "locked": {
+            "base": f"{base.kind} {base.digest}",
+            "packages": len(locked.packages),
+            "requirements": LOCKED_REQUIREMENTS,
+        },
+        "base_ref": base.pinned,
+        "torch_args": " ".join(
+            ["--require-hashes", "--no-deps", "-r", f"/tmp/envkit/{LOCKED_REQUIREMENTS}", *sources]
+        ),
     }
 
 
@@ -333,8 +406,11 @@ def _readable(path: Path, flag: str) -> Path:
     return path
 
 
-def _content_hash(body: str, files: Mapping[str, Path], hasher: FileHasher) -> str:
+def _content_hash(
+    body: str, files: Mapping[str, Path], hasher: FileHasher, generated: Mapping[str, str]
+) -> str:
     hashed = {rel: hasher(path) for rel, path in sorted(files.items()) if rel != CA_BUNDLE_NAME}
+    hashed.update({rel: hashlib.sha256(text.encode("utf-8")).hexdigest() for rel, text in generated.items()})
     canonical = json.dumps({"dockerfile": body, "files": hashed}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -367,6 +367,12 @@ class _Reader:
             raise self.fail(path, "string must not be empty")
         return value
 
+    def digest(self, value: Any, path: tuple[Any, ...]) -> str | None:
+        text = self.opt_string(value, path)
+        if text is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", text):
+            raise self.fail(path, f"{_short(text)!r} is not a sha256 digest", "write sha256:<64 hex digits>")
+        return text
+
     def opt_string(self, value: Any, path: tuple[Any, ...], *, multiline: bool = False) -> str | None:
         return None if value is None else self.string(value, path, multiline=multiline)
 
@@ -458,8 +464,8 @@ class _Reader:
         return ReportImage(
             ref=self.string(data["ref"], (*path, "ref")),
             id=self.opt_string(data.get("id"), (*path, "id")),
-            digest=self.opt_string(data.get("digest"), (*path, "digest")),
             labels=checked,
+            digest=self.digest(data.get("digest"), (*path, "digest")),
         )
 
     def host(self, value: Any, path: tuple[Any, ...]) -> Host:

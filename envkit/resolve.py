@@ -6,32 +6,20 @@ user can see why a combination was refused without reading envkit's data files.
 
 from __future__ import annotations
 
-import csv
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from importlib import resources
 
 from envkit import compat, safety
-from envkit.compat import KnowledgeBase, TorchRelease, Variant
+from envkit.compat import CudaImageLine, KnowledgeBase, TorchRelease, Variant
 from envkit.errors import ConfigError, Where
 from envkit.matrix import CellRequest, Matrix, expand
 
 TWO_CUDNN_ISSUE = "pytorch/pytorch#119989"
-CPU_BASES = {"debian": "debian:{codename}-slim", "ubuntu": "ubuntu:{version}"}
-DEBIAN_CODENAMES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
+UPDATE_HINT = "if it is new, add it with scripts/update_compat.py"
 
 
 class Drop(Exception):
     """Raised while resolving a request that the knowledge base proves impossible."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class PythonBuild:
-    python: str
-    full_version: str
-    release: str
-    source: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,13 +120,14 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
     """Resolve one request; raises Drop with the reason when the knowledge base rules it out."""
     values = request.values
     release, suffix = _release(values, kb)
-    variant = _variant(release, values, suffix)
+    variant = _variant(release, values, suffix, kb)
     flavor = _flavor(values, variant)
-    os_name = values.get("os") or ("debian12" if variant.cuda is None else "ubuntu22.04")
+    os_name = values.get("os") or kb.default_os(cuda=variant.cuda is not None)
+    # The OS's base-image fact first: a Python default chosen for an OS without that image says less.
+    image_line = _cuda_image(variant, os_name, kb, request.settings.base)
     python = _python(release, values, os_name, kb)
     python_source, python_full = _python_source(request.settings.python_source, python, os_name, kb)
     cudnn = _cudnn(values.get("cudnn"), release, variant, request.where)
-    image_line = _cuda_image(variant, os_name, kb, request.settings.base)
     _torch_source_fits(request.settings.torch_source, release, variant)
     cell_id = f"{release.version}-{variant.name}-py{python}-{os_name}-{flavor}"
     fields = {
@@ -166,9 +155,9 @@ def resolve_cell(matrix: Matrix, request: CellRequest, kb: KnowledgeBase) -> Cel
         python_source=python_source,
         os=os_name,
         flavor=flavor,
-        base=_base(request.settings.base, variant, image_line, os_name, python, flavor, request.where),
+        base=_base(request.settings.base, variant, image_line, os_name, python, flavor, request.where, kb),
         torch_source=request.settings.torch_source,
-        torch_index=_torch_index(matrix, request.settings.torch_source, variant),
+        torch_index=_torch_index(matrix, request.settings.torch_source, variant, kb),
         driver_floor=kb.driver_floor(variant.cuda) if variant.cuda else None,
         compat_floor=kb.compat_floor(variant.cuda) if variant.cuda else None,
         arch_list=variant.arch_list,
@@ -189,13 +178,15 @@ def _release(values: Mapping[str, str], kb: KnowledgeBase) -> tuple[TorchRelease
     if release is None:
         known = kb.releases
         raise Drop(
-            f"torch {spec} is not a known release (known: {known[0].version} … {known[-1].version}); "
-            "run scripts/update_compat.py if it is new"
+            f"the knowledge base has no row for torch {spec}: it knows {known[0].version} … "
+            f"{known[-1].version} (source: {known[-1].source}); {UPDATE_HINT}"
         )
     return release, suffix
 
 
-def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | None) -> Variant:
+def _variant(
+    release: TorchRelease, values: Mapping[str, str], suffix: str | None, kb: KnowledgeBase
+) -> Variant:
     cuda = values.get("cuda")
     if cuda is None and suffix is None:
         name = "cpu" if values.get("flavor") == "cpu" else release.default_variant
@@ -207,9 +198,21 @@ def _variant(release: TorchRelease, values: Mapping[str, str], suffix: str | Non
             raise Drop(f"torch {release.version}+{suffix} contradicts cuda {cuda} ({name})")
     variant = release.variant(name)
     if variant is None:
-        names = ", ".join(v.name for v in release.variants)
-        raise Drop(f"torch {release.version} has no {name} wheels; its variants are {names}")
+        raise Drop(_no_variant(release, name, values.get("cuda"), kb))
     return variant
+
+
+def _no_variant(release: TorchRelease, name: str, cuda: str | None, kb: KnowledgeBase) -> str:
+    names = ", ".join(v.name for v in release.variants)
+    if cuda is not None and cuda != "none" and kb.driver_floor(cuda) is None:
+        known = kb.known_cuda()
+        return (
+            f"the knowledge base has no row for CUDA {cuda}: it knows CUDA {known[0]} … {known[-1]} "
+            f"(source: {kb.driver_floors[-1].source}); {UPDATE_HINT}"
+        )
+    with_it = [r.version for r in kb.releases if r.variant(name) is not None]
+    where_known = f"; {name} wheels: torch {with_it[0]} … {with_it[-1]}" if with_it else ""
+    return f"torch {release.version} has no {name} wheels; its variants are {names}{where_known}"
 
 
 def _variant_name(cuda: str) -> str:
@@ -221,8 +224,6 @@ def _variant_name(cuda: str) -> str:
 
 def _flavor(values: Mapping[str, str], variant: Variant) -> str:
     flavor = values.get("flavor") or ("cpu" if variant.cuda is None else "runtime")
-    if flavor not in ("runtime", "devel", "cpu"):
-        raise Drop(f"flavor {flavor} is not one of runtime, devel, cpu")
     if flavor == "cpu" and variant.cuda is not None:
         raise Drop(f"flavor cpu takes cuda: none, not cuda {variant.cuda}")
     if flavor == "runtime" and variant.cuda is None:
@@ -233,7 +234,10 @@ def _flavor(values: Mapping[str, str], variant: Variant) -> str:
 def _python(release: TorchRelease, values: Mapping[str, str], os_name: str, kb: KnowledgeBase) -> str:
     python = values.get("python") or kb.os_python(os_name)
     if python is None:
-        raise Drop(f"no python given and {os_name} is not a known OS")
+        raise Drop(
+            f"no python given, and the knowledge base has no row for {os_name}'s python3 (it knows "
+            f"{', '.join(o.os for o in kb.os_pythons)}; envkit/data/os_python.csv); set `python`"
+        )
     if python not in release.pythons:
         span = f"{release.pythons[0]}–{release.pythons[-1]}"
         raise Drop(f"torch {release.version} supports Python {span}, not {python}")
@@ -245,11 +249,17 @@ def _python_source(requested: str, python: str, os_name: str, kb: KnowledgeBase)
     if requested in ("auto", "distro") and distro_python == python:
         return "distro", None
     if requested == "distro":
-        shipped = f"ships Python {distro_python}" if distro_python else "is not a known OS"
-        raise Drop(f"{os_name} {shipped}, not {python}; use python_source: standalone for a pinned Python")
-    build = python_builds().get(python)
+        if distro_python is None:
+            raise Drop(
+                f"the knowledge base has no row for {os_name}'s python3 (envkit/data/os_python.csv); "
+                "use python_source: standalone for a pinned Python"
+            )
+        raise Drop(f"{os_name} ships Python {distro_python}, not {python}; use python_source: standalone "
+                   "for a pinned Python")
+    build = kb.python_build(python)
     if build is None:
-        raise Drop(f"no pinned standalone Python build for {python} (known: {', '.join(python_builds())})")
+        known = ", ".join(b.python for b in kb.python_builds)
+        raise Drop(f"no pinned standalone Python build for {python} (known: {known})")
     return "standalone", build.full_version
 
 
@@ -275,16 +285,28 @@ def _cuda_image(variant: Variant, os_name: str, kb: KnowledgeBase, base_override
         return None
     line = kb.cuda_image(variant.cuda)
     if line is None:
-        raise Drop(f"no nvidia/cuda image line is known for CUDA {variant.cuda}")
+        raise Drop(
+            f"the knowledge base has no nvidia/cuda image line for CUDA {variant.cuda} "
+            "(envkit/data/cuda_images.csv); set `base`, or add the line"
+        )
     if base_override is None:
         if not os_name.startswith("ubuntu"):
             raise Drop(f"nvidia/cuda images are Ubuntu-based; {os_name} needs a `base` override")
         ubuntu = os_name.removeprefix("ubuntu")
         if ubuntu not in line.ubuntu:
-            raise Drop(
-                f"nvidia/cuda {line.cuda} images exist for Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}"
-            )
+            raise Drop(_no_image(line, ubuntu, kb))
     return line.cuda
+
+
+def _no_image(line: CudaImageLine, ubuntu: str, kb: KnowledgeBase) -> str:
+    known = f"Ubuntu {', '.join(line.ubuntu)}, not {ubuntu}"
+    if any(ubuntu in other.ubuntu for other in kb.images):
+        return f"nvidia/cuda {line.cuda} images exist for {known}"
+    # No line at all for this Ubuntu: a gap in the hand-kept list, or a release NVIDIA has not built for.
+    return (
+        f"the knowledge base has no nvidia/cuda image for Ubuntu {ubuntu}: {line.cuda} is listed for "
+        f"{known} (source: {line.source}); if NVIDIA publishes one, add it to envkit/data/cuda_images.csv"
+    )
 
 
 def _torch_source_fits(source: str, release: TorchRelease, variant: Variant) -> None:
@@ -295,10 +317,10 @@ def _torch_source_fits(source: str, release: TorchRelease, variant: Variant) -> 
         )
 
 
-def _torch_index(matrix: Matrix, source: str, variant: Variant) -> str | None:
+def _torch_index(matrix: Matrix, source: str, variant: Variant, kb: KnowledgeBase) -> str | None:
     if source != "index":
         return None
-    root = matrix.torch_index or download_sources()["torch_index"]
+    root = matrix.torch_index or kb.download_root("torch_index")
     return f"{root}/{variant.name}"
 
 
@@ -310,6 +332,7 @@ def _base(
     python: str,
     flavor: str,
     where: Where,
+    kb: KnowledgeBase,
 ) -> str:
     fields = {
         "cuda_full": cuda_full or "",
@@ -325,18 +348,12 @@ def _base(
         # Wheels bring their own CUDA libraries and cuDNN: the `base` image (driver glue, env vars) or
         # `devel` (nvcc for extensions) without a system cuDNN avoids two cuDNNs in one process.
         kind = "devel" if flavor == "devel" else "base"
-        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name.replace('ubuntu', 'ubuntu')}"
-    family, _, version = _split_os(os_name)
-    if family == "debian":
-        return CPU_BASES["debian"].format(codename=DEBIAN_CODENAMES.get(version, version))
-    return CPU_BASES["ubuntu"].format(version=version)
-
-
-def _split_os(os_name: str) -> tuple[str, str, str]:
-    for family in ("ubuntu", "debian"):
-        if os_name.startswith(family):
-            return family, "", os_name.removeprefix(family)
-    raise Drop(f"unknown OS {os_name}; use ubuntuXX.YY or debianN")
+        return f"nvidia/cuda:{cuda_full}-{kind}-{os_name}"
+    base = kb.cpu_base(os_name)
+    if base is None:
+        known = ", ".join(b.os for b in kb.os_bases)
+        raise Drop(f"no CPU base image is known for OS {os_name} (known: {known}); set `base`")
+    return base
 
 
 def _check_unique_tags(cells: tuple[Cell, ...]) -> None:
@@ -349,25 +366,3 @@ def _check_unique_tags(cells: tuple[Cell, ...]) -> None:
                 hint="make `image.tag` include the fields that differ, e.g. {flavor}",
             )
         seen[cell.tag] = cell
-
-
-@functools.cache
-def python_builds() -> dict[str, PythonBuild]:
-    """Pinned standalone Python builds by minor version (envkit/data/python_builds.csv)."""
-    rows = _read_csv("python_builds.csv", ("python", "full_version", "release", "source"))
-    return {row["python"]: PythonBuild(**row) for row in rows}
-
-
-@functools.cache
-def download_sources() -> dict[str, str]:
-    """Upstream download roots by name (envkit/data/download_sources.csv)."""
-    return {row["name"]: row["url"] for row in _read_csv("download_sources.csv", ("name", "url", "source"))}
-
-
-def _read_csv(name: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    text = resources.files("envkit.data").joinpath(name).read_text(encoding="utf-8")
-    rows = list(csv.DictReader(text.splitlines()))
-    for number, row in enumerate(rows, start=2):
-        if tuple(row) != columns or not all(row.values()):
-            raise ConfigError(f"envkit/data/{name}:{number}: expected non-empty columns {', '.join(columns)}")
-    return rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -29,13 +30,14 @@ from envkit import labels as L
 from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo
 from envkit.errors import ConfigError, EnvkitError
 from envkit.gc import scratch_dir
-from envkit.report import SCHEMA, Report, clean_text, report_from_dict
+from envkit.report import SCHEMA, Report, ReportImage, clean_text, report_from_dict
 
 PROBE_PACKAGE = "envkit_probe"
 WORKDIR = "/tmp/envkit"
 RESULT = f"{WORKDIR}/out/result.json"
 PROFILE_TIMEOUT_S = {"quick": 600.0, "full": 1800.0}
 LOG_TAIL = 40
+DIGEST_REF = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 # Finds the image's Python: the first candidate with torch installed (found, not imported: cheap),
 # else the first that runs at all.
@@ -81,6 +83,8 @@ class RunSettings:
 def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     """Run the probe inside image `ref`; returns the report (check failures are in it, not raised)."""
     image = engine.image(ref)
+    if image is None and DIGEST_REF.search(ref):
+        image = engine.pull(ref)  # by digest: exactly the bytes the registry holds under that digest
     if image is None:
         raise ConfigError(f"no image {ref!r} on the engine", hint="build it (envkit build) or pull it first")
     clock, load_before = time.monotonic(), hostfacts.load_average()
@@ -337,12 +341,28 @@ def _assemble(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "profile": settings.profile,
         "mode": mode,
-        "image": None if image is None else {"ref": ref, "id": image.id, "labels": dict(image.labels)},
+        "image": None if image is None else _image_record(image, ref),
         "host": _host(result) | _host_facts(result, load_before),
         "checks": checks,
         "runner": {k: v for k, v in runner.items() if not k.startswith("_")},
     }
     return report_from_dict(data, source=f"probe result of {ref or 'this host'}")
+
+
+def manifest_digest(image: ImageInfo, ref: str | None) -> str | None:
+    """The registry digest validated: the one in `ref`, else the one digest the engine recorded for
+    the image when it was pushed or pulled (None when there is none, or several)."""
+    named = DIGEST_REF.search(ref or "")
+    if named:
+        return named.group(1)
+    known = {name.rpartition("@")[2] for name in image.digests}
+    return known.pop() if len(known) == 1 else None
+
+
+def _image_record(image: ImageInfo, ref: str | None) -> dict[str, Any]:
+    record = {"ref": ref, "id": image.id, "labels": dict(image.labels)}
+    digest = manifest_digest(image, ref)
+    return record | ({"digest": digest} if digest else {})
 
 
 _CHECK_KEYS = ("id", "status", "summary", "metrics", "duration_s", "hint", "device", "details")
@@ -416,6 +436,38 @@ def host_has_gpu() -> bool:
 def failed(report: Report) -> bool:
     """True when any check FAILed or ERRORed."""
     return any(check.status in ("FAIL", "ERROR") for check in report.checks)
+
+
+@dataclass(frozen=True)
+class JobProbe:
+    """The probe as a scheduler's job runs it (envkit.runners.ProbeKit): staged for a read-only mount,
+    started by FIND_PYTHON, its result made into a report here, with the node named by the runner."""
+
+    settings: RunSettings
+
+    def stage(self, folder: Path) -> None:
+        """Lay out the probe package (and pynvml, when this host has it) as `folder`."""
+        _stage_probe(folder.parent, {}).rename(folder)
+
+    def command(self, result: str) -> tuple[str, ...]:
+        """The probe's command inside an image, with the package at WORKDIR and the result at `result`."""
+        options = ("--profile", self.settings.profile, "--out", result, *_only_args(self.settings))
+        return ("/bin/sh", "-c", FIND_PYTHON, "envkit-probe", *options)
+
+    def report(self, target: Any, raw: bytes | None, *, exit_code: int | None, logs: str) -> Report:
+        """The report of a result made on another machine; its host block names only that machine's GPUs."""
+        status = ExitStatus(code=exit_code, oom_killed=False, timed_out=False, error=None)
+        result = _parse_result(raw)
+        report = _assemble(
+            result,
+            self.settings,
+            mode="container",
+            image=None,
+            ref=target.image,
+            runner=_fate(status, 0.0, logs, self.settings),
+        )
+        host = replace(report.host, hostname="", platform="", python="")
+        return replace(report, image=ReportImage(ref=target.image), host=host)
 
 
 __all__ = ["EnvkitError", "RunSettings", "failed", "host_has_gpu", "validate_image", "validate_local"]

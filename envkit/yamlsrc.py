@@ -67,15 +67,17 @@ def dotted(path: Iterable[Any]) -> str:
     return text
 
 
-def load_file(path: Path | str) -> SourceDoc:
-    """Read and load a YAML file; every problem is a ConfigError naming the file."""
+def load_file(path: Path | str, max_bytes: int = MAX_BYTES) -> SourceDoc:
+    """Read and load a YAML file; every problem is a ConfigError naming the file.
+
+    `max_bytes` is raised only for files envkit writes itself (a lock of a large matrix)."""
     path = Path(path)
     try:
         # Read one byte past the limit instead of trusting stat(): /dev/zero and pipes report size 0.
         with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-        if len(data) > MAX_BYTES:
-            raise ConfigError(f"file is larger than {MAX_BYTES} bytes", where=Where(str(path)))
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ConfigError(f"file is larger than {max_bytes} bytes", where=Where(str(path)))
         text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", where=Where(str(path))) from None
@@ -85,13 +87,13 @@ def load_file(path: Path | str) -> SourceDoc:
         raise ConfigError(f"not UTF-8 text ({exc.reason})", where=Where(str(path))) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", where=Where(str(path))) from None
-    return load_text(text, str(path))
+    return load_text(text, str(path), max_bytes)
 
 
-def load_text(text: str, file: str) -> SourceDoc:
+def load_text(text: str, file: str, max_bytes: int = MAX_BYTES) -> SourceDoc:
     """Load YAML text (one document) into a SourceDoc."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise ConfigError(f"document larger than {MAX_BYTES} bytes", where=Where(file))
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ConfigError(f"document larger than {max_bytes} bytes", where=Where(file))
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.composer.ComposerError as exc:

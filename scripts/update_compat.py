@@ -8,6 +8,9 @@ Usage (from the repository root):
     .venv/bin/python scripts/update_compat.py --out /tmp/kb \\
         --matrix 2.8=gbbm-v2.8.0.py --build-cuda 2.8=build_cuda-v2.8.0.sh \\
         --release-notes cuda-release-notes.html
+    .venv/bin/python scripts/update_compat.py --skip-pypi \\
+        --wheel torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl   # pins + arch list from the wheel
+    .venv/bin/python scripts/update_compat.py --skip-pypi --registry-mirror https://mirror.example
 
 Where each fact comes from:
 
@@ -31,11 +34,24 @@ Where each fact comes from:
    text table with ``|`` separators): "CUDA X.Y GA" rows of Table 3 become cuda_drivers.csv and
    "CUDA N.x" rows of Table 2 cuda_minor_compat.csv.
 
+5. ``--wheel FILE`` (repeatable), or ``--download-wheels`` (pip downloads each PyPI release's
+   manylinux x86_64 wheel, about 1 GB, one at a time): the wheel itself. Its
+   ``*.dist-info/METADATA`` Requires-Dist gives the pins, and NVIDIA's cuobjdump (``--cuobjdump``,
+   else PATH, else the ``nvidia-cuda-cuobjdump`` package) run with ``--list-elf`` / ``--list-ptx`` on
+   ``torch/lib/libtorch_cuda.so`` gives the arch list; the row's source names the wheel file and the
+   files read in it. A wheel's facts win over the PyPI metadata and the build files.
+6. ``--cuda-tags FILE`` (a captured tag list, ``{"origin": URL, "captured": "YYYY-MM-DD", "tags":
+   [...]}``) or ``--registry-mirror URL`` (the registry's ``/v2/nvidia/cuda/tags/list``, paged, with an
+   anonymous token when asked): per CUDA minor its newest patch, its Ubuntu versions and cuDNN tag
+   word. End-of-support dates and hand-checked newer patches are carried over.
+
 Everything the given inputs do not cover is carried over, source included, from the current data
-(``--base``, default envkit/data): cuda_images.csv and os_python.csv are curated by hand, and so are
-variants for which no matrix file was given. GitHub is not reachable from every build machine, hence
-local copies. Rows are written sorted, so a regeneration diffs cleanly. The result is loaded with
-envkit.compat.load_kb before it is written, so inconsistent output never lands.
+(``--base``, default envkit/data): os_python.csv, os_bases.csv, python_builds.csv,
+download_sources.csv and defaults.csv are curated by hand, and so are variants for which no matrix
+file or wheel was given (variants only on PyTorch's own index stay as their sources say). GitHub is
+not reachable from every build machine, hence local copies. Rows are written sorted, so a regeneration
+diffs cleanly. The result is loaded with envkit.compat.load_kb before it is written, so inconsistent
+output never lands.
 """
 
 from __future__ import annotations
@@ -44,6 +60,7 @@ import argparse
 import ast
 import csv
 import difflib
+import email.parser
 import fnmatch
 import html.parser
 import json
@@ -53,8 +70,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +84,8 @@ PYTHON_CANDIDATES = tuple(f"3.{minor}" for minor in range(8, 17))
 LINUX_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
 ARCH_MARK = "; arch: "
 CPU_SOURCE = "PyTorch wheel index, cpu channel (published for every release)"
+# Curated by hand and carried over as they are: facts no upstream file states in a parseable form.
+CURATED = ("os_python.csv", "os_bases.csv", "python_builds.csv", "download_sources.csv", "defaults.csv")
 
 Row = dict[str, str]
 
@@ -405,6 +425,220 @@ def parse_release_notes(text: str, min_cuda: str = "11.8") -> tuple[list[Row], l
 
 
 # ---------------------------------------------------------------------------------------------
+# 5. The wheel itself: Requires-Dist from its METADATA, arch list from its libtorch_cuda.so
+
+WHEEL_LIBRARY = "torch/lib/libtorch_cuda.so"
+_CUOBJDUMP_LINE = re.compile(r"^(ELF|PTX) file\s+\d+:\s+\S*?\.(sm|compute)_(\d+)([a-z]?)\.(cubin|ptx)\s*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WheelFacts:
+    """What one torch wheel file says about itself."""
+
+    wheel: PypiWheel
+    arch_list: tuple[str, ...]
+    source: str
+
+
+def parse_cuobjdump(elf_listing: str, ptx_listing: str) -> tuple[str, ...]:
+    """TORCH_CUDA_ARCH_LIST notation ("8.0", "12.0+PTX") from ``cuobjdump --list-elf`` / ``--list-ptx``.
+
+    Lines look like ``ELF file    1: libtorch_cuda.1.sm_80.cubin`` and ``PTX file    1: x.1.sm_120.ptx``.
+    libtorch_cuda.so holds one fatbin per CUDA source file; the arch list torch was built with is what
+    every one of them carries. Archs only some files add (torch 2.13.0: sm_89 in 1 of 449, sm_103 in 59)
+    and arch-specific cubins (``sm_90a``) are extra kernels that torch.cuda.get_arch_list() does not
+    report, so they are not counted. PTX without a cubin of the same arch cannot be written in that
+    notation and is refused.
+    """
+    cubins = _cuobjdump_archs(elf_listing, "ELF")
+    if not cubins:
+        raise UpdateError("cuobjdump lists no cubins: not a CUDA build of libtorch_cuda.so?")
+    files = max(cubins.values())
+    built = {sm for sm, count in cubins.items() if count == files}
+    ptx = {sm for sm, count in _cuobjdump_archs(ptx_listing, "PTX").items() if count == files}
+    orphans = sorted(ptx - built)
+    if orphans:
+        raise UpdateError(f"PTX without a cubin for sm_{', sm_'.join(map(str, orphans))}")
+    return tuple(f"{sm // 10}.{sm % 10}" + ("+PTX" if sm in ptx else "") for sm in sorted(built))
+
+
+def _cuobjdump_archs(listing: str, kind: str) -> dict[int, int]:
+    """How many embedded files carry each plain arch (``sm_90``, not ``sm_90a``)."""
+    counts: dict[int, int] = {}
+    for line in listing.splitlines():
+        match = _CUOBJDUMP_LINE.match(line.strip())
+        if line.strip() and match is None and not line.startswith("cuobjdump info"):
+            raise UpdateError(f"unexpected cuobjdump output line: {line.strip()[:120]!r}")
+        if match and match.group(1) == kind and not match.group(4):
+            sm = int(match.group(3))
+            counts[sm] = counts.get(sm, 0) + 1
+    return counts
+
+
+def find_cuobjdump(explicit: Path | None = None) -> Path:
+    """cuobjdump: the given path, else on PATH, else from the ``nvidia-cuda-cuobjdump`` package."""
+    if explicit is not None:
+        return explicit
+    found = shutil.which("cuobjdump")
+    if found:
+        return Path(found)
+    try:
+        import nvidia  # the namespace package that nvidia-cuda-cuobjdump installs into
+    except ImportError:
+        nvidia = None
+    for root in getattr(nvidia, "__path__", ()):
+        for candidate in sorted(Path(root).glob("cu*/bin/cuobjdump")):
+            return candidate
+    raise UpdateError("cuobjdump not found: pip install nvidia-cuda-cuobjdump, or pass --cuobjdump PATH")
+
+
+def _cuobjdump(tool: Path, flag: str, library: Path) -> str:
+    result = subprocess.run([str(tool), flag, str(library)], capture_output=True, text=True, check=False)
+    # With nothing of the asked kind, cuobjdump says so on stderr ("cuobjdump info : No PTX file found").
+    if result.returncode != 0:
+        raise UpdateError(f"cuobjdump {flag} {library.name} failed: {result.stderr.strip()[-500:]}")
+    return result.stdout
+
+
+def parse_metadata(text: str) -> PypiWheel:
+    """The pins of a wheel's ``METADATA`` file (its ``Requires-Dist`` lines)."""
+    message = email.parser.HeaderParser().parsestr(text)
+    report: dict[str, object] = {"install": [{"metadata": {"version": message.get("Version", ""),
+                                        "requires_dist": message.get_all("Requires-Dist") or []}}]}
+    return parse_pip_report(report)
+
+
+def read_wheel(wheel: Path, cuobjdump: Path) -> WheelFacts:
+    """Pins from the wheel's METADATA and the arch list from its libtorch_cuda.so, with the files named."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+        if metadata is None or WHEEL_LIBRARY not in archive.namelist():
+            raise UpdateError(f"{wheel.name}: needs a .dist-info/METADATA and {WHEEL_LIBRARY}")
+        pins = parse_metadata(archive.read(metadata).decode("utf-8"))
+        with tempfile.TemporaryDirectory() as tmp:
+            library = Path(archive.extract(WHEEL_LIBRARY, tmp))
+            arch = parse_cuobjdump(_cuobjdump(cuobjdump, "--list-elf", library),
+                                   _cuobjdump(cuobjdump, "--list-ptx", library))
+    with_ptx = [a.removesuffix("+PTX") for a in arch if a.endswith("+PTX")]
+    ptx = f"PTX for {', '.join(with_ptx)}" if with_ptx else "no PTX"
+    source = (f"PyPI {wheel.name}: {metadata} Requires-Dist; arch: cuobjdump --list-elf/--list-ptx of "
+              f"{WHEEL_LIBRARY} in that wheel ({ptx})")
+    return WheelFacts(wheel=pins, arch_list=arch, source=source)
+
+
+def download_wheel(version: str, python: str, folder: Path) -> Path:
+    """PyPI's manylinux x86_64 torch wheel of one release (about 1 GB; for maintainers, not tests)."""
+    args = ["download", "--no-deps", "--only-binary", ":all:", "--python-version", python,
+            "--implementation", "cp", "--dest", str(folder), f"torch=={version}"]
+    for platform in LINUX_PLATFORMS:
+        args += ["--platform", platform]
+    _pip(args)
+    found = sorted(folder.glob(f"torch-{version}-*.whl"))
+    if not found:
+        raise UpdateError(f"pip download torch=={version} left no wheel in {folder}")
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. nvidia/cuda image lines from the registry's tag list
+
+_CUDA_TAG = re.compile(r"(\d+\.\d+\.\d+)-(?:(cudnn\d*)-)?(base|runtime|devel)-ubuntu(\d\d\.\d\d)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TagList:
+    """nvidia/cuda tags and where they were read (a URL or a captured file) and when."""
+
+    tags: tuple[str, ...]
+    origin: str
+    date: str
+
+
+def load_tag_capture(path: Path) -> TagList:
+    """A captured tag list: ``{"origin": URL, "captured": "YYYY-MM-DD", "tags": [...]}``."""
+    try:
+        data = json.loads(path.read_text())
+        return TagList(tags=tuple(data["tags"]), origin=str(data["origin"]), date=str(data["captured"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UpdateError(f"{path}: not a tag capture with origin, captured and tags ({error})") from None
+
+
+def fetch_tags(mirror: str, repository: str = "nvidia/cuda") -> TagList:
+    """Every tag of ``repository`` from a registry's tag-list API (``/v2/<name>/tags/list``), paged."""
+    import datetime
+
+    import requests
+
+    url: str | None = f"{mirror.rstrip('/')}/v2/{repository}/tags/list?n=1000"
+    tags: list[str] = []
+    session = requests.Session()
+    while url:
+        response = session.get(url, timeout=60)
+        if response.status_code == 401:
+            session.headers["Authorization"] = f"Bearer {_anonymous_token(session, response, repository)}"
+            response = session.get(url, timeout=60)
+        if response.status_code != 200:
+            raise UpdateError(f"{url}: HTTP {response.status_code}")
+        tags += response.json().get("tags") or []
+        url = _next_page(mirror, response.headers.get("Link", ""))
+    today = datetime.date.today().isoformat()
+    return TagList(tags=tuple(tags), origin=f"{mirror.rstrip('/')}/v2/{repository}/tags/list", date=today)
+
+
+def _anonymous_token(session: object, response: object, repository: str) -> str:
+    challenge = getattr(response, "headers", {}).get("WWW-Authenticate", "")
+    fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+    if "realm" not in fields:
+        raise UpdateError(f"registry refused the tag list and offers no token: {challenge!r}")
+    params = {"service": fields.get("service", ""), "scope": f"repository:{repository}:pull"}
+    reply = session.get(fields["realm"], params=params, timeout=60)  # type: ignore[attr-defined]
+    return str(reply.json().get("token") or reply.json().get("access_token") or "")
+
+
+def _next_page(mirror: str, link: str) -> str | None:
+    match = re.search(r"<([^>]+)>;\s*rel=\"?next\"?", link)
+    if not match:
+        return None
+    target = match.group(1)
+    return target if target.startswith("http") else mirror.rstrip("/") + target
+
+
+def image_rows(tag_list: TagList, carried: Sequence[Row]) -> list[Row]:
+    """cuda_images.csv rows: per CUDA minor its newest patch, that patch's Ubuntu versions and cuDNN tag.
+
+    A carried row whose patch is newer than the tag list's (a hand-checked newer release) is kept, and
+    so is its end-of-support date (NVIDIA states those in prose, not in tags).
+    """
+    patches: dict[str, dict[str, set[str]]] = {}
+    for tag in tag_list.tags:
+        match = _CUDA_TAG.fullmatch(tag)
+        if match:
+            entry = patches.setdefault(match.group(1), {"ubuntu": set(), "cudnn": set()})
+            entry["ubuntu"].add(match.group(4))
+            if match.group(2):
+                entry["cudnn"].add(match.group(2))
+    old = {_minor(r["cuda"]): r for r in carried}
+    newest: dict[str, str] = {}
+    for patch in patches:
+        minor = _minor(patch)
+        if minor not in newest or version_key(patch) > version_key(newest[minor]):
+            newest[minor] = patch
+    rows = {minor: dict(row) for minor, row in old.items()}
+    source = f"nvidia/cuda tag list: {tag_list.origin} (read {tag_list.date})"
+    for minor, patch in newest.items():
+        previous = old.get(minor)
+        if previous and version_key(previous["cuda"]) > version_key(patch):
+            continue
+        cudnn = sorted(patches[patch]["cudnn"])
+        rows[minor] = {
+            "cuda": patch, "cudnn_tag": cudnn[-1] if cudnn else (previous or {}).get("cudnn_tag", "cudnn"),
+            "ubuntu": " ".join(sorted(patches[patch]["ubuntu"], key=version_key)),
+            "eol": (previous or {}).get("eol", ""), "source": source,
+        }
+    return list(rows.values())
+
+
+# ---------------------------------------------------------------------------------------------
 # Assembling the rows
 
 
@@ -431,6 +665,10 @@ def _sort_keys() -> dict[str, Callable[[Row], object]]:
         "cuda_minor_compat.csv": lambda r: int(r["cuda_major"]),
         "cuda_images.csv": lambda r: version_key(r["cuda"]),
         "os_python.csv": lambda r: r["os"],
+        "os_bases.csv": lambda r: r["os"],
+        "python_builds.csv": lambda r: version_key(r["python"]),
+        "download_sources.csv": lambda r: r["name"],
+        "defaults.csv": lambda r: r["name"],
     }
 
 
@@ -453,6 +691,8 @@ class Inputs:
     matrices: dict[str, tuple[MatrixArch, ...]]
     build_cuda: dict[str, dict[str, tuple[str, ...]]]
     release_notes: tuple[list[Row], list[Row]] | None
+    wheels: dict[str, WheelFacts] = field(default_factory=dict)
+    tags: TagList | None = None
 
 
 def _minor(version: str) -> str:
@@ -482,13 +722,34 @@ def _matrix_rows(inputs: Inputs, torch: str, carried: dict[tuple[str, str], Row]
     return rows
 
 
+def _wheel_row(facts: WheelFacts) -> Row:
+    wheel = facts.wheel
+    return {"torch": wheel.version, "variant": "cu" + wheel.cuda.replace(".", ""), "cuda": wheel.cuda,
+            "cudnn": wheel.cudnn, "nccl": wheel.nccl or "", "arch_list": ";".join(facts.arch_list),
+            "source": facts.source}
+
+
+def _read_from_wheel(row: Row) -> bool:
+    return row["source"].startswith(f"PyPI torch-{row['torch']}-") and "cuobjdump" in row["source"]
+
+
+def _same_pins(row: Row, wheel: PypiWheel) -> bool:
+    return (row["cuda"], row["cudnn"], row["nccl"]) == (wheel.cuda, wheel.cudnn, wheel.nccl or "")
+
+
 def _default_row(inputs: Inputs, release: PypiRelease, carried: dict[tuple[str, str], Row]) -> Row:
+    if release.version in inputs.wheels:
+        return _wheel_row(inputs.wheels[release.version])
     wheel = release.wheel
     name = "cu" + wheel.cuda.replace(".", "")
-    arch_list, arch_src = _arch(inputs, wheel.version, wheel.cuda, carried.get((wheel.version, name)))
+    previous = carried.get((wheel.version, name))
+    if previous and _read_from_wheel(previous) and _same_pins(previous, wheel):
+        return previous  # a row read from the wheel itself says more than the index's metadata
+    arch_list, arch_src = _arch(inputs, wheel.version, wheel.cuda, previous)
     return {"torch": wheel.version, "variant": name, "cuda": wheel.cuda, "cudnn": wheel.cudnn,
             "nccl": wheel.nccl or "", "arch_list": arch_list,
-            "source": f"PyPI torch=={wheel.version} wheel metadata (requires_dist){ARCH_MARK}{arch_src}"}
+            "source": f"PyPI torch=={wheel.version} wheel metadata (METADATA Requires-Dist)"
+                      f"{ARCH_MARK}{arch_src}"}
 
 
 def _release_row(release: PypiRelease) -> Row:
@@ -520,6 +781,9 @@ def build_releases_and_variants(inputs: Inputs) -> tuple[list[Row], list[Row]]:
             variants[(torch, row["variant"])] = row
         if torch in defaults:
             variants[(torch, defaults[torch]["variant"])] = defaults[torch]
+        elif torch in inputs.wheels:
+            row = _wheel_row(inputs.wheels[torch])
+            variants[(torch, row["variant"])] = row
     return releases, list(variants.values())
 
 
@@ -536,7 +800,9 @@ def regenerate(inputs: Inputs, out: Path) -> None:
         compat = read_csv(inputs.base / "cuda_minor_compat.csv")
     write_csv(out / "cuda_drivers.csv", drivers)
     write_csv(out / "cuda_minor_compat.csv", compat)
-    for name in ("cuda_images.csv", "os_python.csv"):
+    images = read_csv(inputs.base / "cuda_images.csv")
+    write_csv(out / "cuda_images.csv", image_rows(inputs.tags, images) if inputs.tags else images)
+    for name in CURATED:
         write_csv(out / name, read_csv(inputs.base / name))
     load_kb(out)
 
@@ -579,7 +845,37 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--matrix", action="append", default=[], metavar="MINOR=PATH")
     parser.add_argument("--build-cuda", action="append", default=[], metavar="MINOR=PATH")
     parser.add_argument("--release-notes", type=Path)
+    parser.add_argument("--wheel", action="append", default=[], type=Path, metavar="WHEEL",
+                        help="a PyPI torch wheel file: its METADATA pins and libtorch_cuda.so arch list")
+    parser.add_argument("--download-wheels", action="store_true",
+                        help="pip download each PyPI release's wheel (about 1 GB each, one at a time)")
+    parser.add_argument("--cuobjdump", type=Path,
+                        help="cuobjdump (default: PATH, then the nvidia-cuda-cuobjdump package)")
+    tags = parser.add_mutually_exclusive_group()
+    tags.add_argument("--cuda-tags", type=Path, metavar="FILE",
+                      help='captured nvidia/cuda tag list: {"origin": URL, "captured": DATE, "tags": [...]}')
+    tags.add_argument("--registry-mirror", metavar="URL",
+                      help="registry (or pull-through mirror) whose /v2/nvidia/cuda/tags/list to read")
     return parser
+
+
+def _wheels(args: argparse.Namespace, pypi: tuple[PypiRelease, ...] | None) -> dict[str, WheelFacts]:
+    if not args.wheel and not args.download_wheels:
+        return {}
+    tool = find_cuobjdump(args.cuobjdump)
+    facts = {}
+    for path in args.wheel:
+        read = read_wheel(path, tool)
+        facts[read.wheel.version] = read
+    if args.download_wheels and pypi is None:
+        raise UpdateError("--download-wheels needs PyPI's release list: drop --skip-pypi")
+    for release in (pypi or ()) if args.download_wheels else ():
+        if release.version in facts:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            wheel = download_wheel(release.version, release.pythons[-1], Path(tmp))
+            facts[release.version] = read_wheel(wheel, tool)
+    return facts
 
 
 def _inputs(args: argparse.Namespace) -> Inputs:
@@ -592,6 +888,11 @@ def _inputs(args: argparse.Namespace) -> Inputs:
             source = LivePypi()
         pypi = query_pypi(source, args.min_torch)
     notes = parse_release_notes(args.release_notes.read_text()) if args.release_notes else None
+    tags = None
+    if args.cuda_tags:
+        tags = load_tag_capture(args.cuda_tags)
+    elif args.registry_mirror:
+        tags = fetch_tags(args.registry_mirror)
     return Inputs(
         base=args.base,
         pypi=pypi,
@@ -600,6 +901,8 @@ def _inputs(args: argparse.Namespace) -> Inputs:
             m: parse_build_cuda(p.read_text()) for m, p in _pairs(args.build_cuda, "--build-cuda").items()
         },
         release_notes=notes,
+        wheels=_wheels(args, pypi),
+        tags=tags,
     )
 
 

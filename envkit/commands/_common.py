@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envkit import safety
-from envkit.errors import UnsafeValueError, UsageError
-from envkit.matrix import load_matrix
+from envkit.errors import ConfigError, UnsafeValueError, UsageError
+from envkit.matrix import load_matrix, unmatched_entries
 from envkit.render import BuildContext, FileHasher, RenderOptions, render_cell
 from envkit.resolve import Cell, Plan, plan
+from envkit.ui import warn
+
+if TYPE_CHECKING:
+    from envkit.lock import CellLock
 
 
 def add_matrix_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("matrix", type=Path, metavar="MATRIX", help="the matrix YAML file")
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a matrix that resolves to no cells is not an error (exit 0 with nothing to do)",
+    )
 
 
 def add_only_argument(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +70,39 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_plan(args: argparse.Namespace) -> Plan:
-    """Load and resolve the matrix named on the command line."""
-    return plan(load_matrix(args.matrix))
+    """Load and resolve the matrix named on the command line (see `checked_plan`)."""
+    return checked_plan(args.matrix, allow_empty=getattr(args, "allow_empty", False))
+
+
+def checked_plan(path: Path, *, allow_empty: bool = False) -> Plan:
+    """Load and resolve a matrix; warn about entries that match nothing; no cells is an error.
+
+    Zero cells is a ConfigError (exit 2) unless `allow_empty`: a typo that drops every cell must not
+    pass as a build of nothing.
+    """
+    matrix = load_matrix(path)
+    notes = unmatched_entries(matrix)
+    the_plan = plan(matrix)
+    if not the_plan.cells and not allow_empty:
+        raise ConfigError(
+            f"the matrix resolves to no cells ({len(the_plan.dropped)} dropped)",
+            where=matrix.where,
+            hint=_empty_hint(the_plan, notes),
+        )
+    for note in notes:
+        warn(note)
+    return the_plan
+
+
+def _empty_hint(the_plan: Plan, notes: list[str]) -> str:
+    if notes:
+        reason = notes[0]
+    elif the_plan.dropped:
+        first = the_plan.dropped[0]
+        reason = f"{first.request.describe()}: {first.reason}"
+    else:
+        reason = "no combination is left"
+    return f"{reason}; `envkit plan --allow-empty` lists every dropped cell with its reason"
 
 
 def selected_cells(the_plan: Plan, only: list[str]) -> tuple[Cell, ...]:
@@ -134,10 +175,28 @@ def cell_record(cell: Cell) -> dict[str, Any]:
     }
 
 
-def render_selected(the_plan: Plan, options: RenderOptions, only: list[str]) -> list[BuildContext]:
-    """Render the cells named by --only (all cells when none is named), sharing one file hasher."""
+def add_locked_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--locked",
+        action="store_true",
+        help="use the matrix's lock file (envkit lock): base by digest, packages with --require-hashes; "
+        "refuse (exit 2) a cell the lock does not match",
+    )
+
+
+def render_selected(
+    the_plan: Plan,
+    options: RenderOptions,
+    only: list[str],
+    locks: Mapping[str, CellLock] | None = None,
+) -> list[BuildContext]:
+    """Render the cells named by --only (all cells when none is named), sharing one file hasher; with
+    `locks` (cell id -> lock entry) each cell is rendered locked."""
     hasher = FileHasher()
     return [
-        render_cell(cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher)
+        render_cell(
+            cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher,
+            locked=None if locks is None else locks[cell.id],
+        )
         for cell in selected_cells(the_plan, only)
     ]

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from envkit.build import BuildInterrupted, BuildReport, BuildSettings, build_contexts, decide
+from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, explain
 from envkit.commands._common import (
+    add_locked_argument,
     add_matrix_argument,
     add_only_argument,
     add_render_arguments,
@@ -18,9 +20,15 @@ from envkit.commands._common import (
     parse_secrets,
     render_options,
     render_selected,
+    selected_cells,
 )
+from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine
+from envkit.errors import UsageError
+from envkit.lock import check_local_bases, entries_for
+from envkit.registry import get_registry
 from envkit.render import CA_SECRET_ID
+from envkit.resolve import Plan
 from envkit.ui import console
 
 STYLES = {
@@ -44,6 +52,7 @@ def register(sub: Any) -> None:
     add_matrix_argument(parser)
     add_only_argument(parser)
     add_render_arguments(parser)
+    add_locked_argument(parser)
     parser.add_argument(
         "-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default 2)"
     )
@@ -71,24 +80,58 @@ def register(sub: Any) -> None:
         default="auto",
         help="docker-py (default), or the BuildKit CLI (implied by --secret/--cache-mounts/--buildkit)",
     )
+    parser.add_argument(
+        "--push",
+        nargs="?",
+        const=MATRIX_REGISTRY,
+        metavar="REGISTRY",
+        help="host[:port][/prefix]: skip cells whose content-<hash16> tag the registry holds, push the "
+        "others (content tag, then cell tag); without a value, the matrix's image.registry",
+    )
+    add_registry_arguments(parser)
     parser.set_defaults(func=run)
+
+
+MATRIX_REGISTRY = "(matrix)"
+
+
+def push_target(args: argparse.Namespace, the_plan: Plan) -> PushTarget | None:
+    """The registry `--push` names (the matrix's image.registry for a bare --push), or None."""
+    if args.push is None:
+        return None
+    naming = the_plan.matrix.image
+    root = naming.registry if args.push == MATRIX_REGISTRY else args.push
+    if not root:
+        raise UsageError("--push without a value needs `image.registry` in the matrix",
+                         hint="name the registry: --push HOST[:PORT][/PREFIX]")
+    host, repository = repository_under(root, naming.repository, "--push")
+    return PushTarget(registry=get_registry(host, registry_settings(args)), repository=repository)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
-        from envkit.errors import UsageError
-
         raise UsageError("--jobs must be at least 1")
-    the_plan = load_plan(args)
-    options = render_options(args)
-    contexts = render_selected(the_plan, options, args.only)
-    backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
-    engine = get_engine(backend)
-    engine.info()
     out = console()
+    # Resolving, rendering (hashing a wheelhouse) and reaching the engine take seconds: say so at once.
+    with out.status("resolving the matrix…") as status:
+        the_plan = load_plan(args)
+        options = render_options(args)
+        status.update(f"rendering {len(selected_cells(the_plan, args.only))} cells…")
+        locks = entries_for(selected_cells(the_plan, args.only), args.matrix) if args.locked else None
+        contexts = render_selected(the_plan, options, args.only, locks)
+        backend = args.backend if args.backend != "auto" else ("buildkit" if options.buildkit else "docker")
+        status.update("connecting to the engine…")
+        engine = get_engine(backend)
+        engine.info()
+        if locks is not None:
+            check_local_bases(locks, lambda ref: getattr(engine.image(ref), "id", None))
+        push = push_target(args, the_plan)
+        if args.dry_run:
+            status.update("comparing with the images on the engine…")
+            decisions = explain(contexts, engine, args.force or args.no_cache, push)
     if args.dry_run:
-        for cell_id, decision in decide(contexts, engine, args.force).items():
-            out.print(f"{decision:5}  {cell_id}")
+        for cell_id, (action, why) in decisions.items():
+            out.print(f"{action:5}  {escape(cell_id)}  {escape(why)}")
         return 0
     state_dir = Path(".envkit") / the_plan.matrix.name
     secrets = parse_secrets(args.secret)
@@ -100,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         secrets=secrets,
         force=args.force or args.no_cache,
         no_cache=args.no_cache,
+        push=push,
     )
     report_path = args.report or state_dir / "build-report.json"
     try:
@@ -110,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     _write_report(report, report_path)
     print_summary(report, report_path)
-    return 1 if report.failed else 0
+    return report.exit_code
 
 
 def _build_with_progress(
@@ -145,21 +189,26 @@ def _write_report(report: BuildReport, path: Path) -> None:
 def print_summary(report: BuildReport, report_path: Path) -> None:
     out = console()
     summary = Table(title=f"build of {report.matrix} in {report.duration_s:.1f}s", title_justify="left")
-    for column in ("cell", "status", "image id", "size", "time", "log"):
+    pushing = any(r.digest for r in report.results)
+    columns = ("cell", "status", "image id", "size", "time", "log") + (("digest",) if pushing else ())
+    for column in columns:
         summary.add_column(column, overflow="fold")
     for r in report.results:
         size = f"{r.size / 1e6:.0f} MB" if r.size else "-"
-        summary.add_row(
+        row = [
             r.cell,
-            f"[{STYLES.get(r.status, '')}]{r.status}[/]",
-            (r.image_id or "-")[7:19],
+            f"[{STYLES.get(r.status, '')}]{r.label}[/]",
+            r.image_id[7:19] if r.image_id else "-",
             size,
             f"{r.duration_s:.1f}s",
             r.log or "-",
-        )
+        ]
+        summary.add_row(*row, *((r.digest or "-",) if pushing else ()))
     out.print(summary)
     for r in report.failed:
-        out.print(f"[red]✗ {r.cell}[/]: {r.error}")
+        out.print(f"[red]✗ {escape(r.cell)}[/]: {escape(r.error or '')}")
         if r.log_tail:
             out.print(r.log_tail, markup=False, highlight=False)
-    out.print(f"build report: {report_path}")
+        if r.log:
+            out.print(f"  log: {escape(r.log)}")  # whole, on its own line: the table may fold it
+    out.print(f"build report: {escape(str(report_path))}")

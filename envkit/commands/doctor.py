@@ -10,11 +10,10 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from envkit.commands._common import checked_plan
 from envkit.compat import load_kb
 from envkit.doctor import Diagnosis, diagnose
 from envkit.engine import get_engine
-from envkit.matrix import load_matrix
-from envkit.resolve import plan
 from envkit.ui import console
 
 VERDICT_STYLES = {
@@ -41,7 +40,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cells = plan(load_matrix(args.matrix)).cells if args.matrix else None
+    cells = checked_plan(args.matrix).cells if args.matrix else None
     engine = get_engine()
     kb = load_kb() if cells is not None else None
     found = diagnose(engine, host=engine_host(engine), cells=cells, kb=kb)

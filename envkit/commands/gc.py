@@ -31,10 +31,25 @@ def register(sub: Any) -> None:
         help="also remove running validation containers and recent images and folders "
         "(only when no envkit is running)",
     )
+    parser.add_argument(
+        "--runner",
+        choices=("local", "slurm", "kubernetes"),
+        default="local",
+        help="slurm: this user's envkit jobs and job folders; kubernetes: envkit's Jobs and ConfigMaps in "
+        "--namespace (older than an hour unless --all)",
+    )
+    parser.add_argument("--namespace", default="default", metavar="NAME", help="with --runner kubernetes")
+    parser.add_argument(
+        "--job-dir", default=".envkit/jobs", metavar="DIR", help="with --runner slurm (default .envkit/jobs)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runner == "kubernetes":
+        return _run_kubernetes(args)
+    if args.runner == "slurm":
+        return _run_slurm(args)
     engine = get_engine()
     engine.info()
     leftovers = find_leftovers(engine, everything=args.everything)
@@ -64,3 +79,62 @@ def run(args: argparse.Namespace) -> int:
 def _line(item: Leftover) -> str:
     ref = item.ref if item.kind == "scratch" else item.ref.removeprefix("sha256:")[:12]
     return escape(f"{item.kind:9} {ref}  {item.detail}")
+
+
+def _run_kubernetes(args: argparse.Namespace) -> int:
+    from envkit.runners.kubernetes import list_leftovers, remove_leftover
+
+    core, batch, leftovers = list_leftovers(args.namespace, everything=args.everything)
+    out = console()
+    removable = [item for item in leftovers if item.keep_reason is None]
+    for item in leftovers:
+        line = escape(f"{item.kind:9} {args.namespace}/{item.name}  {item.detail}")
+        if item.keep_reason is not None:
+            out.print(f"[dim]keep    {line} — {escape(item.keep_reason)}[/]", soft_wrap=True)
+        elif args.dry_run:
+            out.print(f"would remove  {line}", soft_wrap=True)
+    if args.dry_run:
+        out.print(f"{len(removable)} to remove, {len(leftovers) - len(removable)} kept (dry run)")
+        return 0
+    failures = 0
+    for item in removable:
+        line = escape(f"{item.kind:9} {args.namespace}/{item.name}")
+        error = remove_leftover(core, batch, args.namespace, item)
+        failures += error is not None
+        out.print(
+            f"[red]could not remove[/] {line}: {escape(error)}" if error else f"[green]removed[/] {line}"
+        )
+    out.print(
+        f"{len(removable) - failures} removed, {failures} failed, {len(leftovers) - len(removable)} kept"
+    )
+    return 1 if failures else 0
+
+
+def _run_slurm(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from envkit.runners.slurm import find_leftovers, remove_leftover
+
+    leftovers = find_leftovers(Path(args.job_dir), now=time.time(), everything=args.everything)
+    out = console()
+    removable = [item for item in leftovers if item.keep_reason is None]
+    failures = 0
+    for item in leftovers:
+        line = escape(f"{item.kind:9} {item.ref}  {item.detail}")
+        if item.keep_reason is not None:
+            out.print(f"[dim]keep    {line} — {escape(item.keep_reason)}[/]", soft_wrap=True)
+        elif args.dry_run:
+            out.print(f"would remove  {line}", soft_wrap=True)
+        else:
+            error = remove_leftover(item)
+            failures += error is not None
+            out.print(
+                f"[red]could not remove[/] {line}: {escape(error)}" if error else f"[green]removed[/] {line}"
+            )
+    kept = len(leftovers) - len(removable)
+    if args.dry_run:
+        out.print(f"{len(removable)} to remove, {kept} kept (dry run)")
+        return 0
+    out.print(f"{len(removable) - failures} removed, {failures} failed, {kept} kept")
+    return 1 if failures else 0

@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from envkit.gate import run_gate
 from envkit.policy import load_policy
 from envkit.report import load_reports
@@ -39,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     out = console()
     if args.html:
         write_output(args.html, reports_html(reports, gate))
-        out.print(f"wrote {args.html}")
+        out.print(f"wrote {escape(str(args.html))}")
     if args.markdown:
         write_output(args.markdown, reports_markdown(reports, gate))
-        out.print(f"wrote {args.markdown}")
+        out.print(f"wrote {escape(str(args.markdown))}")
     if not args.html and not args.markdown:
         print_reports(out, reports, gate)
     return 0

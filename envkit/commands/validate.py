@@ -4,16 +4,43 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
+from envkit.commands._common import checked_plan
+from envkit.commands._registry import add_registry_arguments, registry_settings, repository_under
 from envkit.engine import get_engine, parse_gpus
-from envkit.errors import UsageError
-from envkit.matrix import load_matrix
-from envkit.report import Report, dump_report
-from envkit.resolve import plan
+from envkit.errors import ConfigError, UsageError
+from envkit.policy import check_id_hint, known_check_ids
+from envkit.registry import get_registry
+from envkit.report import Report, clean_text, dump_report
+from envkit.runners import (
+    CONTAINER_RUNTIMES,
+    RUNNERS,
+    Job,
+    JobState,
+    ProbeSettings,
+    Runner,
+    Target,
+    get_runner,
+)
+from envkit.runners.config import resolve
+from envkit.runners.watch import Progress, run_jobs
 from envkit.ui import console
-from envkit.validate import RunSettings, failed, host_has_gpu, validate_image, validate_local
+from envkit.validate import (
+    DIGEST_REF,
+    JobProbe,
+    RunSettings,
+    failed,
+    host_has_gpu,
+    validate_image,
+    validate_local,
+)
 from envkit.views import print_reports
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)([kmgt]?)i?b?", re.IGNORECASE)
@@ -66,13 +93,99 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--out-dir", type=Path, metavar="DIR", help="one report per image (default .envkit/reports)"
     )
-    parser.set_defaults(func=run)
+    parser.add_argument(
+        "--registry",
+        metavar="R",
+        help="with --matrix: validate each cell by digest from registry R (host[:port][/prefix]), "
+        "the digest its cell tag names there (as `envkit build --push R` left it)",
+    )
+    add_registry_arguments(parser, ca_alias=True)
+    _register_runner_flags(parser)
+    parser.set_defaults(func=run_terminable)
+
+
+def run_terminable(args: argparse.Namespace) -> int:
+    """`run`, with SIGTERM unwinding like Ctrl-C: a scheduler's scancel or time limit, a CI cancel or
+    `docker stop` still removes the probe container (or cancels the submitted jobs)."""
+    if threading.current_thread() is not threading.main_thread():
+        return run(args)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _register_runner_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "cluster runners",
+        "With --runner slurm or kubernetes, the scheduler runs one job per image and GPU type and "
+        "envkit collects one report each (see README, Running on a cluster).",
+    )
+    group.add_argument(
+        "--runner", choices=("local", *RUNNERS), default="local", help="where the probe runs (default local)"
+    )
+    group.add_argument("--gpu-type", dest="gpu_types", metavar="TYPE[,TYPE]", help="Slurm GRES types")
+    group.add_argument(
+        "--gpu-product", dest="gpu_products", metavar="PRODUCT[,…]", help="Kubernetes nvidia.com/gpu.product"
+    )
+    group.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs per job (default 1; 0: none)")
+    group.add_argument("--partition", metavar="NAME", help="Slurm partition")
+    group.add_argument("--account", metavar="NAME", help="Slurm account")
+    group.add_argument("--time", metavar="LIMIT", help="job time limit, Slurm syntax (default 01:00:00)")
+    group.add_argument("--constraint", metavar="EXPR", help="Slurm --constraint; {gpu_type} is replaced")
+    group.add_argument(
+        "--container-runtime", choices=CONTAINER_RUNTIMES, help="how a Slurm job runs the image"
+    )
+    group.add_argument(
+        "--slurm-rest", metavar="URL", help="submit through slurmrestd at URL instead of sbatch"
+    )
+    group.add_argument("--job-dir", metavar="DIR", help="job folders, shared with the nodes")
+    group.add_argument("--namespace", metavar="NAME", help="Kubernetes namespace (default default)")
+    group.add_argument("--max-wait", type=float, metavar="SECONDS", help="cancel jobs unfinished by then")
+    group.add_argument(
+        "--node-envkit", dest="envkit_command", metavar="CMD", help="how nodes run envkit (docker runtime)"
+    )
+    group.add_argument("--runner-config", type=Path, metavar="FILE", help="YAML with a runner: section")
+    group.add_argument(
+        "--emit-manifests", type=Path, metavar="DIR", help="kubernetes: write the objects, submit nothing"
+    )
+
+
+def registry_targets(matrix: Path, root: str, args: argparse.Namespace) -> list[str]:
+    """`host/repo@sha256:...` for every cell of `matrix` whose cell tag registry `root` holds; the tag
+    ref for a cell it lacks (its pull then fails, naming it)."""
+    the_plan = checked_plan(matrix)
+    host, repository = repository_under(root, the_plan.matrix.image.repository, "--registry")
+    registry = get_registry(host, registry_settings(args))
+    refs = []
+    for cell in the_plan.cells:
+        found = registry.head_manifest(repository, cell.tag)
+        refs.append(f"{host}/{repository}@{found.digest}" if found else f"{host}/{repository}:{cell.tag}")
+    return refs
 
 
 def run(args: argparse.Namespace) -> int:
+    out = console()
     targets = list(args.images)
-    if args.matrix:
-        targets += [cell.image for cell in plan(load_matrix(args.matrix)).cells]
+    if args.registry and not args.matrix:
+        raise UsageError("--registry goes with --matrix", hint="or name IMAGE as HOST/REPO@sha256:...")
+    if args.matrix and args.registry:
+        targets += registry_targets(args.matrix, args.registry, args)
+    elif args.matrix:
+        with out.status("resolving the matrix…"):
+            targets += [cell.image for cell in checked_plan(args.matrix).cells]
+    if args.runner != "local":
+        return _run_on_cluster(args, targets)
+    given = [flag for flag in _CLUSTER_ONLY if getattr(args, flag) is not None]
+    if given:
+        flag = {"gpu_types": "--gpu-type", "gpu_products": "--gpu-product"}.get(given[0])
+        flag = flag or "--" + given[0].replace("_", "-")
+        raise UsageError(f"{flag} applies to --runner slurm or kubernetes", hint="add --runner slurm")
     if args.local == bool(targets):
         raise UsageError(
             "name IMAGEs (or --matrix), or use --local", hint="e.g. envkit validate acme/pytorch:2.6"
@@ -80,22 +193,127 @@ def run(args: argparse.Namespace) -> int:
     if args.out and len(targets) > 1:
         raise UsageError("--out takes one image; use --out-dir for several")
     settings = _settings(args)
-    reports: list[tuple[Report, Path]] = []
     if args.local:
-        reports.append((validate_local(settings, args.python), args.out or _default_out(args, "local")))
-    else:
+        with out.status("running the probe on this host…"):
+            report = validate_local(settings, args.python)
+        return 1 if failed(_keep(out, report, args.out or _default_out(args, "local"))) else 0
+    return _validate_images(out, targets, settings, args)
+
+
+def _validate_images(
+    out: Console, targets: list[str], settings: RunSettings, args: argparse.Namespace
+) -> int:
+    """Validate every image that is on the engine, each report as it comes; the missing ones at the end."""
+    with out.status("connecting to the engine…"):
         engine = get_engine()
         engine.info()
-        for ref in targets:
+    reports: list[Report] = []
+    missing: list[str] = []
+    for number, ref in enumerate(targets, start=1):
+        with out.status(f"validating {escape(ref)} ({number}/{len(targets)})…"):
+            if engine.image(ref) is None and not DIGEST_REF.search(ref):
+                missing.append(ref)  # a digest reference is pulled by validate_image
+                continue
             report = validate_image(engine, ref, settings)
-            reports.append((report, args.out or _default_out(args, ref)))
+        reports.append(_keep(out, report, args.out or _default_out(args, ref)))
+    if missing:
+        raise ConfigError(
+            f"no image {', '.join(repr(ref) for ref in missing)} on the engine: "
+            f"{len(missing)} of {len(targets)} not validated",
+            hint="build them (envkit build MATRIX) or pull them first; the others' reports are written",
+        )
+    return 1 if any(failed(report) for report in reports) else 0
+
+
+def _keep(out: Console, report: Report, path: Path) -> Report:
+    """Write `report` to `path` and show it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_report(report), encoding="utf-8")
+    print_reports(out, [report])
+    out.print(f"report: {escape(str(path))}")
+    return report
+
+
+def _run_on_cluster(args: argparse.Namespace, images: list[str]) -> int:
+    if args.local or not images:
+        raise UsageError(
+            f"--runner {args.runner} needs IMAGEs (or --matrix)", hint="--local runs on this host"
+        )
+    if args.out and len(images) > 1:
+        raise UsageError("--out takes one report; use --out-dir for several")
+    settings = _settings(args)
+    probe = ProbeSettings(
+        profile=settings.profile,
+        only=settings.only,
+        timeout_s=settings.timeout_s,
+        require_gpu=args.require_gpu,
+    )
+    kinds = args.gpu_products if args.runner == "kubernetes" else args.gpu_types
+    other = "--gpu-type" if args.runner == "kubernetes" else "--gpu-product"
+    if (args.gpu_types if args.runner == "kubernetes" else args.gpu_products) is not None:
+        raise UsageError(f"{other} does not apply to --runner {args.runner}")
+    flags = {key: getattr(args, key) for key in _RUNNER_FLAGS} | {"gpu_types": kinds}
+    resolved = resolve(args.runner, flags, args.runner_config, probe)
+    targets = [Target(image=image, gpu_type=kind) for image in images for kind in resolved.gpu_types]
+    runner = get_runner(resolved.config, JobProbe(settings))
+    if args.emit_manifests:
+        return _emit(runner, targets, args.emit_manifests)
     out = console()
-    for report, path in reports:
+    reports = run_jobs(runner, targets, resolved.config, _progress(out))
+    paths = [args.out or _default_out(args, _report_name(target)) for target in targets]
+    for report, path in zip(reports, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_report(report), encoding="utf-8")
-        print_reports(out, [report])
-        out.print(f"report: {path}")
-    return 1 if any(failed(report) for report, _ in reports) else 0
+    print_reports(out, reports)
+    for path in paths:
+        out.print(escape(f"report: {path}"), soft_wrap=True)
+    return 1 if any(failed(report) for report in reports) else 0
+
+
+_RUNNER_FLAGS = (
+    "partition",
+    "account",
+    "time",
+    "constraint",
+    "container_runtime",
+    "gpus_per_job",
+    "job_dir",
+    "slurm_rest",
+    "namespace",
+    "max_wait",
+    "envkit_command",
+)
+
+
+_CLUSTER_ONLY = ("gpu_types", "gpu_products", *_RUNNER_FLAGS, "runner_config", "emit_manifests")
+
+
+def _report_name(target: Target) -> str:
+    return f"{target.image}@{target.gpu_type}" if target.gpu_type else target.image
+
+
+def _progress(out: Console) -> Progress:
+    """One plain line per change of a job's state (logs and terminals alike; never wrapped)."""
+
+    def show(target: Target, job: Job | None, state: JobState) -> None:
+        reason = f" ({state.reason})" if state.reason else ""
+        node = f" on {state.node}" if state.node else ""
+        job_id = f"job {job.id}" if job else "no job"
+        line = f"{state.phase:8} {target.name}  {job_id}  {state.state}{reason}{node}"
+        out.print(escape(clean_text(line)), soft_wrap=True, highlight=False)
+
+    return show
+
+
+def _emit(runner: Runner, targets: list[Target], folder: Path) -> int:
+    emit = getattr(runner, "emit_manifests", None)
+    if emit is None:
+        raise UsageError(f"--emit-manifests applies to --runner kubernetes, not {runner.name}")
+    written = emit(targets, folder)
+    out = console()
+    for path in written:
+        out.print(escape(f"wrote {path}"), soft_wrap=True)
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> RunSettings:
@@ -110,6 +328,9 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         raise UsageError("--timeout must be positive")
     if args.cpus is not None and not 0.01 <= args.cpus <= 4096:
         raise UsageError(f"--cpus {args.cpus}: expected a number of cores such as 2 or 0.5")
+    for check in args.only:
+        if check not in known_check_ids():
+            raise UsageError(f"--only {check}: unknown check", hint=check_id_hint(check))
     return RunSettings(
         profile=args.profile,
         gpus=gpus,

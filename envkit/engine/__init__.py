@@ -36,6 +36,47 @@ class BuildFailed(EnvkitError):
         super().__init__(message, hint=hint)
 
 
+class BuildEnvironmentFault(BuildFailed):
+    """A build the environment stopped, not the Dockerfile (exit 3): a registry that cannot be reached
+    while the base image is pulled, or the engine's network bridge gone."""
+
+    exit_code = 3
+
+
+# What engines say when the environment, not the Dockerfile, failed a build; each with what to do.
+_REGISTRY_HINT = (
+    "no registry could be reached to pull the base image: make the base local first "
+    "(`docker pull` where a registry is reachable, or scripts/make-base-image.sh), or fix the proxy/DNS"
+)
+_BRIDGE_HINT = (
+    "the engine's network bridge is missing (a second dockerd started with `--bridge none` deletes "
+    "docker0): restart the engine so it recreates its bridge"
+)
+_ENVIRONMENT_MARKERS = (
+    ("could not find bridge", _BRIDGE_HINT),
+    ("network bridge not found", _BRIDGE_HINT),
+    ("no such host", _REGISTRY_HINT),
+    ("dial tcp", _REGISTRY_HINT),
+    ("i/o timeout", _REGISTRY_HINT),
+    ("tls handshake timeout", _REGISTRY_HINT),
+    ("temporary failure in name resolution", _REGISTRY_HINT),
+    ("network is unreachable", _REGISTRY_HINT),
+    ("client.timeout exceeded", _REGISTRY_HINT),
+)
+
+
+def build_failure(
+    message: str, *, evidence: str = "", log_tail: str = "", hint: str | None = None
+) -> BuildFailed:
+    """A BuildFailed for `message`; a BuildEnvironmentFault (exit 3) with what to do when `message` or
+    `evidence` (the engine's own error text) shows the environment failed the build."""
+    text = f"{message}\n{evidence}".lower()
+    found = next((fix for marker, fix in _ENVIRONMENT_MARKERS if marker in text), None)
+    if found is not None:
+        return BuildEnvironmentFault(message, log_tail=log_tail, hint=found)
+    return BuildFailed(message, log_tail=log_tail, hint=hint)
+
+
 class EngineError(EnvironmentFault):
     """The engine refused an operation that is not a build or a push (exit 3), e.g. an unknown image."""
 
@@ -189,6 +230,11 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def push(self, ref: str) -> str:
         """Push `ref` to its registry; returns the pushed digest. Raises RegistryError on refusal."""
+
+    @abc.abstractmethod
+    def pull(self, ref: str) -> ImageInfo:
+        """Pull `ref` (by tag or `repo@sha256:...`) from its registry; returns the image. RegistryError
+        (exit 3) when the registry refuses or has no such image."""
 
     @abc.abstractmethod
     def history(self, ref: str) -> list[str]:

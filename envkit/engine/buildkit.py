@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from envkit.engine import MANAGED_LABEL, BuildFailed, BuildRequest
+from envkit.engine import MANAGED_LABEL, BuildFailed, BuildRequest, build_failure
 from envkit.engine.docker_sdk import LOG_TAIL_LINES, DockerSdkEngine, unreachable
 from envkit.errors import EngineUnavailable, UnsafeValueError
 from envkit.gc import scratch_dir
@@ -143,7 +143,12 @@ class BuildKitEngine(DockerSdkEngine):
                 "where no image registry can be reached"
             )
         message = f"docker build ({self.cli}) failed with exit status {rc}"
-        return BuildFailed(message, log_tail=tail, hint=hint)
+        return build_failure(message, evidence=_engine_errors(tail), log_tail=tail, hint=hint)
+
+
+def _engine_errors(tail: str) -> str:
+    """The lines of a BuildKit log that are BuildKit's own errors, not a RUN step's output (`#N 1.2 ...`)."""
+    return "\n".join(line for line in tail.splitlines() if line.startswith(("ERROR", "error", "failed")))
 
 
 def _run_streaming(

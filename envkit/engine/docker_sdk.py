@@ -33,6 +33,7 @@ from envkit.engine import (
     EngineInfo,
     ExitStatus,
     ImageInfo,
+    build_failure,
     parse_gpus,
 )
 from envkit.errors import EngineUnavailable, RegistryError, UsageError
@@ -74,6 +75,15 @@ _CONNECTION_LOST = (
 )
 
 
+# What dockerd says when a container asks for GPUs and no NVIDIA runtime is registered with it.
+_NO_GPU_RUNTIME = "could not select device driver"
+NO_GPU_RUNTIME_HINT = (
+    "the engine has no NVIDIA container runtime: install the NVIDIA Container Toolkit "
+    "(nvidia-container-toolkit), run `nvidia-ctk runtime configure --runtime=docker` and restart "
+    "dockerd (`envkit doctor` checks it); or pass --gpus none"
+)
+
+
 @contextmanager
 def translate(host: str, doing: str) -> Iterator[None]:
     """Turn connection failures into EngineUnavailable and other engine refusals into EngineError."""
@@ -85,7 +95,9 @@ def translate(host: str, doing: str) -> Iterator[None]:
             hint=f"check that the engine is still running; {UNREACHABLE_HINT}",
         ) from error
     except docker.errors.APIError as error:
-        raise EngineError(f"the Docker engine refused {doing}: {error.explanation or error}") from error
+        explanation = str(error.explanation or error)
+        hint = NO_GPU_RUNTIME_HINT if _NO_GPU_RUNTIME in explanation else None
+        raise EngineError(f"the Docker engine refused {doing}: {explanation}", hint=hint) from error
     except docker.errors.DockerException as error:
         raise EngineError(f"{doing} failed: {error}") from error
 
@@ -164,7 +176,7 @@ class DockerSdkEngine(Engine):
                 image_id = self._stream_build(req, emit, tail)
             except docker.errors.APIError as error:
                 message = f"build failed: {error.explanation or error}"
-                raise BuildFailed(message, log_tail=_tail(tail)) from error
+                raise build_failure(message, log_tail=_tail(tail)) from error
         for ref in req.tags[1:]:
             self.tag(image_id, ref)
         return image_id
@@ -189,7 +201,7 @@ class DockerSdkEngine(Engine):
             if "error" in chunk:
                 for line in (pending + str(chunk["error"])).splitlines():
                     emit(line)
-                raise BuildFailed(f"build failed: {chunk['error'].strip()}", log_tail=_tail(tail))
+                raise build_failure(f"build failed: {chunk['error'].strip()}", log_tail=_tail(tail))
             pending += str(chunk.get("stream", ""))
             *lines, pending = pending.split("\n")
             for line in lines:
@@ -245,6 +257,22 @@ class DockerSdkEngine(Engine):
         if digest is None:
             raise RegistryError(f"pushing {ref} reported no digest")
         return digest
+
+    def pull(self, ref: str) -> ImageInfo:
+        repository, _, digest = ref.partition("@")
+        tag = digest or parse_repository_tag(ref)[1] or "latest"
+        name = repository if digest else parse_repository_tag(ref)[0]
+        try:
+            with translate(self.host, f"pulling {ref}"):
+                for chunk in self.api.pull(name, tag=tag, stream=True, decode=True):
+                    if "error" in chunk:
+                        raise RegistryError(f"the registry refused {ref}: {chunk['error'].strip()}")
+        except EngineError as error:
+            raise RegistryError(f"pulling {ref} failed: {error.message}") from error
+        image = self.image(ref)
+        if image is None:
+            raise RegistryError(f"pulling {ref} left no image on the engine")
+        return image
 
     # -- containers -------------------------------------------------------------------------------
 

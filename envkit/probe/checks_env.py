@@ -90,7 +90,7 @@ def check_shm(ctx: Context) -> Outcome:
             hint="mount a tmpfs at /dev/shm (docker run --shm-size=8g or --ipc=host)",
         )
     size = stat.f_frsize * stat.f_blocks
-    metrics = {"shm_bytes": size, "shm_mib": size // (1 << 20)}
+    metrics: dict[str, float] = {"shm_bytes": size, "shm_mib": size // (1 << 20)}
     if size < SHM_MIN_BYTES:
         return Outcome(
             status=WARN,

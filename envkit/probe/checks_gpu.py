@@ -55,7 +55,7 @@ def _torch_gpu_build() -> str | None:
         return None
     found: dict[str, Any] = {}
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else None
+        target: ast.expr | None = node.target if isinstance(node, ast.AnnAssign) else None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
         value = getattr(node, "value", None)
@@ -193,7 +193,8 @@ def _torch_driver_api(torch: Any) -> str | None:
 
 def check_arch(ctx: Context) -> Outcome:
     """gpu.arch: each device's compute capability is covered by torch.cuda.get_arch_list()."""
-    torch, skipped = None, not_applicable(ctx)
+    torch: Any = None
+    skipped = not_applicable(ctx)
     if not skipped:
         torch, skipped = gpu_or_skip()
     if skipped:
@@ -252,7 +253,8 @@ def _arch_hint(row: dict[str, Any]) -> str | None:
 
 def check_kernels(ctx: Context) -> Outcome:
     """gpu.kernels: matmul fp32/fp16/bf16 and a cuDNN conv2d agree with a CPU reference, per device."""
-    torch, skipped = None, not_applicable(ctx)
+    torch: Any = None
+    skipped = not_applicable(ctx)
     if not skipped:
         torch, skipped = gpu_or_skip()
     if skipped:

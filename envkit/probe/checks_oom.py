@@ -21,7 +21,8 @@ RSS_TOLERANCE_BYTES = 96 * MIB
 
 def check_oom_gpu(ctx: Context) -> Outcome:
     """oom.gpu: over a per-process memory cap -> torch.cuda.OutOfMemoryError; then recover."""
-    torch, skipped = None, not_applicable(ctx)
+    torch: Any = None
+    skipped = not_applicable(ctx)
     if not skipped:
         torch, skipped = gpu_or_skip()
     if skipped:

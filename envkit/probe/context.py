@@ -20,6 +20,8 @@ class Context:
     profile: str = "quick"
     preset: str | None = None
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The running check's own time limit in seconds (None outside a child): long checks plan by it.
+    limit_s: float | None = None
 
     def label(self, key: str) -> str | None:
         """The value of io.envkit.<key> with whitespace stripped, or None when absent."""

@@ -16,6 +16,7 @@ from typing import Any
 from .context import Context
 from .outcome import ERROR, Outcome, to_record
 from .registry import CheckSpec
+from .supervise import DRAIN_S, Supervisor
 
 _TAIL_CHARS = 2000
 
@@ -42,44 +43,78 @@ def child_env() -> dict[str, str]:
 
 
 def run_isolated(
-    spec: CheckSpec, ctx: Context, *, labels_path: str | None, timeout_s: float
+    spec: CheckSpec,
+    ctx: Context,
+    *,
+    labels_path: str | None,
+    timeout_s: float,
+    supervisor: Supervisor | None = None,
 ) -> dict[str, Any]:
-    """Run `spec` in a child within `timeout_s`; returns its report record (ERROR when the child failed)."""
+    """Run `spec` in a child within `timeout_s`; returns its report record: ERROR when the child failed,
+    timed out or was interrupted (SIGTERM/SIGINT to the probe, seen through `supervisor`)."""
+    supervisor = supervisor or Supervisor()
     with tempfile.TemporaryDirectory(prefix="envkit-probe-") as scratch:
         result_path = os.path.join(scratch, "result.json")
         argv = [sys.executable, "-m", package_name(), "--run-check", spec.id, "--result", result_path]
-        argv += ctx.to_argv() + (["--labels", labels_path] if labels_path else [])
+        argv += [*ctx.to_argv(), "--check-limit-s", f"{timeout_s:.3f}"]
+        argv += ["--labels", labels_path] if labels_path else []
         started = time.monotonic()
-        returncode, output, timed_out = _spawn(argv, timeout_s)
+        returncode, output, timed_out = _spawn(argv, timeout_s, supervisor)
         duration = time.monotonic() - started
-        outcome = _interpret(returncode, output, timed_out, timeout_s, result_path)
+        if supervisor.stopping and returncode != 0:  # a child that finished first keeps its result
+            ran = (supervisor.stopped_at or time.monotonic()) - started
+            outcome = interrupted_outcome(max(ran, 0.0), supervisor.stop_name(), output)
+        else:
+            outcome = _interpret(returncode, output, timed_out, timeout_s, result_path)
     return to_record(spec.id, outcome, duration)
 
 
-def _spawn(argv: list[str], timeout_s: float) -> tuple[int | None, str, bool]:
-    # Own session so a timeout kills the child's whole process group (workers, compilers) too.
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=child_env(),
-        start_new_session=True,
+def interrupted_outcome(duration_s: float, signal_name: str, output: str = "") -> Outcome:
+    """ERROR for a check whose child was killed because the probe itself was told to stop."""
+    return Outcome(
+        status=ERROR,
+        summary=f"interrupted after {duration_s:.0f} s ({signal_name} to the probe)",
+        hint="something outside the probe stopped it (an outer timeout, docker stop, Ctrl-C): give the "
+        "run more time, or a smaller --budget-s so the probe's own limits fire first",
+        details={"signal": signal_name, "output_tail": output[-_TAIL_CHARS:]},
     )
+
+
+def _spawn(argv: list[str], timeout_s: float, supervisor: Supervisor) -> tuple[int | None, str, bool]:
+    # Own session so a timeout kills the child's whole process group (workers, compilers) too.
+    process = supervisor.spawn(
+        lambda: subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=child_env(),
+            start_new_session=True,
+        )
+    )
+    timed_out = False
     try:
-        output, _ = process.communicate(timeout=timeout_s)
-        return process.returncode, output.decode("utf-8", "replace"), False
+        try:
+            output, _ = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            supervisor.kill(process)
+            output = _drain(process)
+    finally:
+        # Whatever the child left in its group (compile workers, a stuck grandchild) goes with it.
+        supervisor.kill(process)
+        if process.poll() is None:
+            process.wait()
+        supervisor.forget(process)
+    return process.returncode, output.decode("utf-8", "replace"), timed_out
+
+
+def _drain(process: subprocess.Popen) -> bytes:
+    try:
+        output, _ = process.communicate(timeout=DRAIN_S)
+        return output or b""
     except subprocess.TimeoutExpired:
-        _kill_group(process)
-        output, _ = process.communicate()
-        return process.returncode, output.decode("utf-8", "replace"), True
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
+        return b""
 
 
 def _interpret(

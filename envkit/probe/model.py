@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -144,9 +144,12 @@ class Attention(nn.Module):
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
         pos: torch.Tensor,
-        mask: torch.Tensor,
+        window: int,
+        valid: torch.Tensor | None,
     ) -> torch.Tensor:
-        """One new token `x` [B, 1, dim] at device position `pos` [1], attending to the static cache."""
+        """One new token `x` [B, 1, dim] at device position `pos` [1]: writes its K/V into the static
+        cache, then attends to the first `window` slots. `valid` [window] (bool) marks the slots at or
+        before `pos`; None means all `window` slots are filled (window == pos + 1)."""
         b = x.shape[0]
         q, k, v = self._qkv(x, cos, sin)
         k_cache.index_copy_(2, pos, k)
@@ -154,8 +157,24 @@ class Attention(nn.Module):
         # Fold the query heads that share a kv head into the query-length axis: GQA without copying
         # the cache (a single decode position has no causal structure to break).
         q = q.reshape(b, self.n_kv_heads, self.groups, self.head_dim)
-        out = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask)
+        out = decode_attention(q, k_cache[:, :, :window], v_cache[:, :, :window], valid)
         return self.wo(out.reshape(b, 1, -1))
+
+
+def decode_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None
+) -> torch.Tensor:
+    """Attention of a few queries per kv head, q [B, Hkv, G, D], over k/v [B, Hkv, W, D].
+
+    Without `valid` every slot counts and SDPA runs unmasked (its fused kernels). With `valid` [W]
+    (fixed shapes for a CUDA graph: the window is a bucket, only partly filled) it is two batched
+    matmuls around an fp32 softmax: matmuls spread the cache read over many thread blocks, where a
+    masked SDPA kernel gets one block per head, and torch.compile fuses the mask into the softmax."""
+    if valid is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * (q.shape[-1] ** -0.5)
+    scores = scores.masked_fill(~valid, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
 
 
 class FeedForward(nn.Module):
@@ -178,32 +197,41 @@ class Block(nn.Module):
         self.mlp = FeedForward(cfg)
 
 
+# Fixed-shape decode steps read the cache in windows of this many slots: a CUDA graph per window,
+# and at most WINDOW_BUCKET - 1 slots read that hold nothing yet.
+WINDOW_BUCKET = 256
+
+
 class KVCache:
     """Static per-layer K/V buffers [B, Hkv, max_len, D], allocated once."""
 
     def __init__(
         self, cfg: ModelConfig, *, max_len: int, device: Any, dtype: torch.dtype, batch: int = 1
     ) -> None:
-        # Rows padded to a multiple of 64 slots: aligned masks let fused attention kernels take them as is.
+        # Rows padded to a multiple of 64 slots: aligned windows suit the fused attention kernels.
         max_len = -(-max_len // 64) * 64
         shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
         self.max_len = max_len
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.positions = torch.arange(max_len, device=device)
-        self._zero = torch.zeros((), device=device, dtype=dtype)
-        self._masked = torch.full((), float("-inf"), device=device, dtype=dtype)
 
-    def mask(self, pos: torch.Tensor) -> torch.Tensor:
-        """Additive [1, 1, 1, max_len] attention bias: 0 for slots at or before `pos`, -inf after.
+    def window(self, filled: int) -> int:
+        """The slots a fixed-shape decode step reads when `filled` slots hold tokens: `filled` rounded up
+        to a multiple of WINDOW_BUCKET (at most the whole cache), so one captured graph serves a bucket."""
+        return min(-(-filled // WINDOW_BUCKET) * WINDOW_BUCKET, self.max_len)
 
-        Built once per decode step and shared by every layer (a boolean mask would be converted
-        to this form inside each attention call)."""
-        return torch.where(self.positions.le(pos), self._zero, self._masked).view(1, 1, 1, -1)
+    def valid(self, pos: torch.Tensor, window: int) -> torch.Tensor:
+        """[window] bool: True for the slots at or before device position `pos` (built once per step,
+        shared by every layer)."""
+        return self.positions[:window].le(pos)
 
 
 class Decoder(nn.Module):
     """The decoder; see the module docstring."""
+
+    rope_cos: torch.Tensor
+    rope_sin: torch.Tensor
 
     def __init__(self, cfg: ModelConfig, *, max_positions: int = 8192) -> None:
         super().__init__()
@@ -215,6 +243,10 @@ class Decoder(nn.Module):
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self.register_buffer("rope_cos", torch.empty(max_positions, cfg.head_dim), persistent=False)
         self.register_buffer("rope_sin", torch.empty(max_positions, cfg.head_dim), persistent=False)
+
+    def blocks(self) -> list[Block]:
+        """The layers, typed."""
+        return [cast(Block, layer) for layer in self.layers]
 
     def init_rope(self) -> None:
         """Fill the rotary tables (computed in fp32, stored in the model's dtype)."""
@@ -263,7 +295,7 @@ class Decoder(nn.Module):
             raise ValueError(f"sequence of {t} tokens exceeds max_positions={self.max_positions}")
         cos, sin = self.rope_cos[:t], self.rope_sin[:t]
         h = self.tok_emb(tokens)
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.blocks()):
             out, k, v = layer.attn.forward_full(layer.attn_norm(h), cos, sin)
             if cache is not None:
                 cache.k[index][:, :, :t].copy_(k)
@@ -272,17 +304,21 @@ class Decoder(nn.Module):
             h = h + layer.mlp(layer.mlp_norm(h))
         return self._logits(h[:, -last:])
 
-    def decode_step(self, token: torch.Tensor, pos: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    def decode_step(
+        self, token: torch.Tensor, pos: torch.Tensor, cache: KVCache, window: int, exact: bool = False
+    ) -> torch.Tensor:
         """Logits [B, vocab] for `token` [B, 1] at device position `pos` [1]; updates the cache.
 
-        No host synchronisation and fixed shapes, so the step can be captured in a CUDA graph.
+        Attention reads the first `window` cache slots. `exact`: the caller knows window == pos + 1,
+        so no mask is needed (eager decoding); otherwise the slots after `pos` are masked out and the
+        step has fixed shapes and no host synchronisation, so it can be captured in a CUDA graph.
         """
         cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
-        mask = cache.mask(pos)
+        valid = None if exact else cache.valid(pos, window)
         h = self.tok_emb(token)
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.blocks()):
             h = h + layer.attn.forward_decode(
-                layer.attn_norm(h), cos, sin, cache.k[index], cache.v[index], pos, mask
+                layer.attn_norm(h), cos, sin, cache.k[index], cache.v[index], pos, window, valid
             )
             h = h + layer.mlp(layer.mlp_norm(h))
         return self._logits(h[:, -1])
@@ -396,10 +432,13 @@ MODES = ("eager", "cuda_graph", "compiled_cuda_graph")
 class CachedGenerator:
     """Greedy generation with a static KV cache.
 
-    `mode`: "eager" runs the decode step op by op; "cuda_graph" captures it once and replays it;
-    "compiled_cuda_graph" first fuses it with torch.compile (Inductor), then captures that.
-    All per-step state (current token, position, output buffer) lives in pre-allocated device tensors
-    that the step updates in place, so a decode loop never synchronises with the host.
+    `mode`: "eager" runs the decode step op by op, attending to exactly the filled cache slots;
+    "cuda_graph" captures the step once per cache window (KVCache.window) and replays it;
+    "compiled_cuda_graph" first fuses the step with torch.compile (Inductor, static shapes: one
+    compilation per window), then captures that. Graphs are captured at the start of the first run
+    that needs them (a warm-up run, excluded from timings). All per-step state (current token,
+    position, output buffer) lives in pre-allocated device tensors that the step updates in place, so
+    a graph-mode decode loop never synchronises with the host.
     """
 
     def __init__(self, model: Decoder, *, max_len: int, mode: str = "eager") -> None:
@@ -417,35 +456,39 @@ class CachedGenerator:
         self._decode: Any = model.decode_step
         if mode == "compiled_cuda_graph":
             self._decode = torch.compile(model.decode_step, dynamic=False)
-        self.graph: Any | None = None
-        if mode != "eager":
-            self._capture()
+        self.graphs: dict[int, Any] = {}
 
-    def _step(self) -> None:
-        logits = self._decode(self.token, self.pos, self.cache)
+    def _step(self, window: int, exact: bool) -> None:
+        logits = self._decode(self.token, self.pos, self.cache, window, exact)
         nxt = logits.argmax(dim=-1, keepdim=True)
         self.token.copy_(nxt)
         self.out.index_copy_(0, self.index, nxt.view(1))
         self.pos.add_(1)
         self.index.add_(1)
 
-    def _capture(self) -> None:
-        # Warm up on a side stream before capture (cuBLAS handles, allocator pools, compilation).
-        # The warm-up writes cache slot 0 only; every later run overwrites slots before they are
-        # attended to.
+    def _capture(self, window: int) -> None:
+        # Warm up on a side stream before capture (cuBLAS handles, allocator pools, compilation) at the
+        # window's first slots: they are rewritten by the prompt or by the step that fills them before
+        # any step reads them, and run() resets the position, index and token afterwards.
+        start = max(0, window - WINDOW_BUCKET)
         with torch.no_grad():
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 for _ in range(3):
-                    self.pos.zero_()
+                    self.pos.fill_(start)
                     self.index.zero_()
-                    self._step()
+                    self._step(window, exact=False)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
+            self.pos.fill_(start)
             with torch.cuda.graph(graph):
-                self._step()
-        self.graph = graph
+                self._step(window, exact=False)
+        self.graphs[window] = graph
+
+    def windows(self, prompt_len: int, new_tokens: int) -> list[int]:
+        """The cache window of each decode step of a run (its position p fills p + 1 slots)."""
+        return [self.cache.window(p + 1) for p in range(prompt_len, prompt_len + new_tokens - 1)]
 
     @torch.no_grad()
     def run(self, prompt: torch.Tensor, new_tokens: int, clock: Clock | None = None) -> GenerationRun:
@@ -454,6 +497,10 @@ class CachedGenerator:
         length = prompt.shape[1]
         if length + new_tokens > self.max_len:
             raise ValueError(f"prompt {length} + {new_tokens} new tokens exceed the cache of {self.max_len}")
+        windows = self.windows(length, new_tokens)
+        if self.mode != "eager":
+            for window in sorted(set(windows) - set(self.graphs)):
+                self._capture(window)
         self.pos.fill_(length)
         self.index.fill_(1)
         start = clock.mark()
@@ -461,11 +508,11 @@ class CachedGenerator:
         self.token.copy_(first)
         self.out[:1].copy_(first.view(1))
         marks = [clock.mark()]
-        for _ in range(new_tokens - 1):
-            if self.graph is not None:
-                self.graph.replay()
+        for step, window in enumerate(windows):
+            if self.mode == "eager":
+                self._step(length + step + 1, exact=True)
             else:
-                self._step()
+                self.graphs[window].replay()
             marks.append(clock.mark())
         clock.sync()
         tokens = tuple(int(t) for t in self.out[:new_tokens].tolist())

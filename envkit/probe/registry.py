@@ -60,6 +60,7 @@ SELFTESTS = tuple(
     dataclasses.replace(_spec(check_id, "selftest", function, 20, 20), hidden=True)
     for check_id, function in (
         ("selftest.hang", "check_hang"),
+        ("selftest.hang-tree", "check_hang_tree"),
         ("selftest.crash", "check_crash"),
         ("selftest.garbage", "check_garbage"),
         ("selftest.raise", "check_raise"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -13,6 +14,13 @@ from .outcome import Outcome
 
 def check_hang(ctx: Context) -> Outcome:
     """Never returns (until the runner kills it)."""
+    while True:
+        time.sleep(1)
+
+
+def check_hang_tree(ctx: Context) -> Outcome:
+    """Starts a grandchild (which inherits the environment, so a test can find it), then never returns."""
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     while True:
         time.sleep(1)
 

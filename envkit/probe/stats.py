@@ -36,3 +36,20 @@ def relative_spread(values: Sequence[float]) -> float:
     if centre == 0:
         return 0.0
     return (max(values) - min(values)) / centre
+
+
+def sample_stats(values: Sequence[float]) -> dict[str, float | int]:
+    """{"median", "min", "max", "spread", "n"} of repeated measurements; raises ValueError when empty.
+
+    spread is relative to the median: the interquartile range (nearest-rank p75 - p25) / median for 4
+    or more samples, (max - min) / median below that; 0.0 when the median is 0."""
+    centre = median(values)
+    quartiles = len(values) >= 4
+    width = percentile(values, 75) - percentile(values, 25) if quartiles else max(values) - min(values)
+    return {
+        "median": centre,
+        "min": min(values),
+        "max": max(values),
+        "spread": width / centre if centre else 0.0,
+        "n": len(values),
+    }

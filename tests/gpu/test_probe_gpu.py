@@ -106,29 +106,46 @@ def test_cuda_labels_match_this_torch(tmp_path: Path) -> None:
     assert check["status"] == "PASS", check["summary"]
 
 
-def test_cuda_graph_decode_matches_eager_decode() -> None:
+def assert_parted_only_at_a_tie(net, prompt, eager: tuple, other: tuple) -> None:
+    from envkit.probe.checks_throughput import TIE_MARGIN, parted_at_tie
+
+    index, allowed = parted_at_tie(
+        eager, net.greedy_margins(prompt, eager), other, net.greedy_margins(prompt, other)
+    )
+    assert allowed, f"parted from eager at token {index}, not within {TIE_MARGIN} std of a tie"
+
+
+# Positions 250..281 fill 251..282 slots: two cache windows (256 and 320 slots), two graphs; the
+# compiled mode gets one window (one compilation), and is slow: gpu-check.sh leaves it to the probe's
+# full profile and the benchmark, which compile the 1b decode step anyway.
+@pytest.mark.parametrize(
+    ("mode", "prompt_len", "windows"),
+    [("cuda_graph", 250, [256, 320]), pytest.param("compiled_cuda_graph", 32, [64], marks=pytest.mark.slow)],
+)
+def test_graph_decode_is_stable_and_parts_from_eager_only_at_a_tie(
+    mode: str, prompt_len: int, windows: list
+) -> None:
     from envkit.probe import model
 
-    net = model.build_model("tiny", "cuda", torch.bfloat16, max_positions=256)
-    prompt = model.prompt_tokens(net.cfg.vocab_size, 128, device="cuda")
-    eager = model.CachedGenerator(net, max_len=160).run(prompt, 32)
-    graphed = model.CachedGenerator(net, max_len=160, mode="cuda_graph")
+    net = model.build_model("tiny", "cuda", torch.bfloat16, max_positions=512)
+    prompt = model.prompt_tokens(net.cfg.vocab_size, prompt_len, device="cuda")
+    eager = model.CachedGenerator(net, max_len=prompt_len + 32).run(prompt, 32)
+    graphed = model.CachedGenerator(net, max_len=prompt_len + 32, mode=mode)
     first, second = graphed.run(prompt, 32), graphed.run(prompt, 32)
-    assert first.tokens == second.tokens == eager.tokens
+    assert sorted(graphed.graphs) == windows
+    assert first.tokens == second.tokens
     assert len(first.step_s) == 31 and all(step > 0 for step in first.step_s)
+    assert_parted_only_at_a_tie(net, prompt, eager.tokens, first.tokens)
 
 
-def test_compiled_graph_decode_is_stable() -> None:
+def test_fp32_graph_decode_matches_eager_decode() -> None:
     from envkit.probe import model
 
-    net = model.build_model("tiny", "cuda", torch.bfloat16, max_positions=256)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    net = model.build_model("tiny", "cuda", torch.float32, max_positions=256)
     prompt = model.prompt_tokens(net.cfg.vocab_size, 128, device="cuda")
-    compiled = model.CachedGenerator(net, max_len=160, mode="compiled_cuda_graph")
-    first, second = compiled.run(prompt, 32), compiled.run(prompt, 32)
-    assert first.tokens == second.tokens
-    # Fused kernels round differently from eager bf16, so only the early tokens must agree.
-    eager = model.CachedGenerator(net, max_len=160).run(prompt, 32)
-    assert first.tokens[:4] == eager.tokens[:4]
+    eager = model.CachedGenerator(net, max_len=160).run(prompt, 24)
+    assert model.CachedGenerator(net, max_len=160, mode="cuda_graph").run(prompt, 24).tokens == eager.tokens
 
 
 def test_fp32_cached_and_uncached_agree_on_gpu() -> None:

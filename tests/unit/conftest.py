@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# Fuzz budgets (tests/unit/test_hostile_documents.py): each test names its example count for the
+# `thorough` profile; the default `quick` profile runs a quarter of it, derandomized like the full run.
+# `make fuzz` (HYPOTHESIS_PROFILE=thorough) runs every example.
+settings.register_profile("quick", max_examples=25)
+settings.register_profile("thorough", max_examples=100)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 @pytest.fixture(autouse=True)

@@ -76,6 +76,8 @@ class FakeEngine(Engine):
         self.containers_by_id: dict[str, FakeContainer] = {}
         self.removed_containers: list[str] = []
         self.pushed: dict[str, str] = {}  # ref -> digest
+        self.remote: dict[str, str] = {}  # ref a pull can fetch -> image id (see `publish_remote`)
+        self.pulled: list[str] = []
         self._runs: dict[str, ScriptedRun] = {}
         self._build_failures: dict[str, str] = {}
         self._push_refusals: dict[str, str] = {}
@@ -103,6 +105,10 @@ class FakeEngine(Engine):
     def fail_build(self, tag: str, log: str = "build step failed") -> None:
         """A build whose tags include `tag` fails with `log` as its output."""
         self._build_failures[tag] = log
+
+    def publish_remote(self, ref: str, image_id: str) -> None:
+        """Make `ref` (a tag or repo@digest) pullable as the image `image_id`, which stays on the engine."""
+        self.remote[ref] = image_id
 
     def refuse_push(self, ref: str, reason: str = "denied") -> None:
         """Pushing `ref` raises RegistryError with `reason`."""
@@ -300,6 +306,20 @@ class FakeEngine(Engine):
             raise RegistryError(f"the registry refused {ref}: An image does not exist locally with the tag")
         self.pushed[ref] = _digest("push", image_id)
         return self.pushed[ref]
+
+    def pull(self, ref: str) -> ImageInfo:
+        self._check_up()
+        if ref in self._push_refusals:
+            raise RegistryError(f"the registry refused {ref}: {self._push_refusals[ref]}")
+        image_id = self.remote.get(ref)
+        if image_id is None:
+            raise RegistryError(f"the registry refused {ref}: manifest unknown")
+        self.pulled.append(ref)
+        if "@" in ref:
+            self.refs[ref] = image_id  # docker keeps a digest as RepoDigests, not as a tag
+        else:
+            self._set_tag(image_id, ref)
+        return self.images_by_id[image_id]
 
     def history(self, ref: str) -> list[str]:
         self._check_up()

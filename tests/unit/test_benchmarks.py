@@ -318,7 +318,7 @@ def test_gpu_benchmark_smoke_run_on_the_cpu(tmp_path: Path) -> None:
         assert name in written["modes"] or "was not slower" in written["failures"][name]
     assert written["failures"]["envkit.cuda_graph"] == "skipped: needs a CUDA device"
     assert written["failures"]["transformers.dynamic"] == "skipped: --skip-transformers"
-    assert "transformers.static_auto" in written["failures"]  # the fallback runs when the recipe did not
+    assert written["failures"]["transformers.static_compiled"] == "skipped: needs a CUDA device"
     assert [row["context_len"] for row in written["kv_cache"]] == [8]
     assert written["model"]["kv_bytes_per_position"] == 4 * 2 * 2 * 32 * 4
     assert written["environment"]["torch"]

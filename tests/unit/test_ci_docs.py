@@ -12,7 +12,7 @@ from envkit.cli import build_parser
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "ci"
 COMMAND = re.compile(
-    r"envkit (plan|render|build|validate|gate|report|diff|promote|compat|doctor|gc)\b[^\n|&;)]*"
+    r"envkit (plan|render|build|validate|gate|report|diff|promote|verify|lock|compat|doctor|gc)\b[^\n|&;)]*"
 )
 
 

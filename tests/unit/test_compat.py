@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import json
 import shutil
 from collections.abc import Callable
@@ -96,7 +97,7 @@ def test_pypi_default_pins_come_from_wheel_metadata(kb: compat.KnowledgeBase) ->
     newest = kb.torch("2.15.0")
     assert newest is not None
     assert (newest.default.cuda, newest.default.nccl) == ("13.2", "2.30.7")
-    assert newest.default.source.startswith("PyPI torch==2.15.0")
+    assert newest.default.source.startswith("PyPI torch-2.15.0-cp311-cp311-manylinux_2_28_x86_64.whl: ")
     assert newest.pythons == ("3.11", "3.12", "3.13", "3.14", "3.15")
 
 
@@ -113,6 +114,38 @@ def test_arch_lists(kb: compat.KnowledgeBase) -> None:
     assert arch("2.7.0", "cu128")[-1] == "12.0+PTX"
     assert "7.0" in arch("2.8.0", "cu128") and arch("2.8.0", "cu128")[-1] == "12.0"
     assert arch("2.9.0", "cu130")[0] == "7.5"
+    # The CUDA 13 release wheels ship machine code only: cuobjdump --list-ptx on their libtorch_cuda.so
+    # lists no PTX (pytorch/pytorch#175567), so the label must not promise compute_120.
+    assert arch("2.13.0", "cu130") == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0")
+    assert arch("2.15.0", "cu132") == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0")
+
+
+def test_cuda_13_rows_from_2_11_on_promise_no_ptx(kb: compat.KnowledgeBase) -> None:
+    rows = [(r.version, v) for r in kb.releases if version_key(r.version) >= (2, 11)
+            for v in r.cuda_variants() if (v.cuda or "").startswith("13.")]
+    assert len(rows) >= 11
+    for version, variant in rows:
+        assert not any(a.endswith("+PTX") for a in variant.arch_list), (version, variant.name)
+
+
+def test_arch_lists_read_from_wheels_name_the_file_and_tool(kb: compat.KnowledgeBase) -> None:
+    read = {(r.version, v.name) for r in kb.releases for v in r.variants if v.evidence == "wheel" and v.cuda}
+    assert {("2.11.0", "cu130"), ("2.13.0", "cu130"), ("2.14.1", "cu130"), ("2.15.0", "cu132")} <= read
+    for version, name in (("2.13.0", "cu130"), ("2.15.0", "cu132")):  # read by scripts/update_compat.py
+        source = kb.torch(version).variant(name).source  # type: ignore[union-attr]
+        assert source.startswith(f"PyPI torch-{version}-cp311-cp311-manylinux_2_28_x86_64.whl: ")
+    for version, name in read:
+        variant = kb.torch(version).variant(name)  # type: ignore[union-attr]
+        assert variant is not None and "cuobjdump" in variant.source and "libtorch_cuda.so" in variant.source
+    inferred = kb.torch("2.13.0").variant("cu132")  # type: ignore[union-attr]
+    assert inferred is not None and inferred.evidence == "secondary"
+
+
+def test_no_row_cites_a_notes_file() -> None:
+    for name in COLUMNS:
+        with (DATA_DIR / name).open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                assert "compat-sources" not in row["source"] and "notes" not in row["source"], (name, row)
 
 
 def test_driver_and_compat_floors(kb: compat.KnowledgeBase) -> None:
@@ -137,6 +170,23 @@ def test_image_lines(kb: compat.KnowledgeBase) -> None:
     assert "24.04" in kb.cuda_image("12.8").ubuntu  # type: ignore[union-attr]
     assert "24.04" not in kb.cuda_image("12.4").ubuntu  # type: ignore[union-attr]
     assert kb.cuda_image("12") is None
+    # Each line's newest published patch: NVIDIA supports only that one and deletes the others.
+    assert [kb.cuda_image(m).cuda for m in ("12.9", "13.0", "13.1", "13.2")] == [  # type: ignore[union-attr]
+        "12.9.2", "13.0.3", "13.1.2", "13.2.1"]
+    newest = kb.cuda_image("13.3")
+    assert newest is not None and "26.04" in newest.ubuntu and newest.evidence == "secondary"
+    assert kb.cuda_image("13.0").ubuntu == ("22.04", "24.04")  # type: ignore[union-attr]
+    assert kb.cuda_image("12.9").evidence == "registry"  # type: ignore[union-attr]
+
+
+def test_end_of_support(kb: compat.KnowledgeBase) -> None:
+    line = kb.cuda_image("11.8")
+    assert line is not None and line.eol == datetime.date(2025, 8, 1)
+    assert compat.end_of_support(kb, "11.8.0", datetime.date(2025, 7, 31)) is None
+    why = compat.end_of_support(kb, "11.8.0", datetime.date(2025, 8, 1))
+    assert why is not None and "since 2025-08" in why and "support-policy.md" in why
+    assert compat.end_of_support(kb, "12.8.1", datetime.date(2030, 1, 1)) is None  # NVIDIA states no date
+    assert compat.end_of_support(kb, "9.9.9", datetime.date(2030, 1, 1)) is None
 
 
 def test_os_python(kb: compat.KnowledgeBase) -> None:
@@ -145,6 +195,26 @@ def test_os_python(kb: compat.KnowledgeBase) -> None:
     assert kb.os_python("debian12") == "3.11"
     assert kb.os_python("debian13") == "3.13"
     assert kb.os_python("centos7") is None
+    assert kb.os_python("ubuntu26.04") == "3.14"
+
+
+def test_facts_other_modules_used_to_hold(kb: compat.KnowledgeBase) -> None:
+    assert kb.default_os(cuda=False) == "debian12" and kb.default_os(cuda=True) == "ubuntu22.04"
+    assert kb.cpu_base("debian12") == "debian:bookworm-slim" and kb.cpu_base("ubuntu26.04") == "ubuntu:26.04"
+    assert kb.cpu_base("centos7") is None
+    build = kb.python_build("3.12")
+    assert build is not None and build.archive.startswith("cpython-3.12.7+20241016-x86_64")
+    assert kb.download_root("torch_index").startswith("https://")
+    assert kb.download_root("python_build_standalone").startswith("https://")
+
+
+def test_the_probes_copy_of_the_minor_compat_floors_matches_the_knowledge_base(
+    kb: compat.KnowledgeBase,
+) -> None:
+    # The probe runs inside images with only the standard library, so it carries its own copy.
+    from envkit.probe import versions
+
+    assert kb.compat_floors() == versions.MINOR_COMPAT_FLOORS
 
 
 # --- queries --------------------------------------------------------------------------------------
@@ -289,6 +359,16 @@ BROKEN = [
     ("bad cudnn tag", "cuda_images.csv", _set("12.4.1", "cudnn", "cudnn_tag", "cudnn7"), "cudnn_tag"),
     ("image line with a minor only", "cuda_images.csv", _set("12.4.1", "cudnn", "cuda", "12.4"), "full CUDA"),
     ("bad os name", "os_python.csv", _set("debian12", "3.11", "os", "bookworm"), "not like ubuntu22.04"),
+    ("bad end of support", "cuda_images.csv", _set("11.8.0", "cudnn8", "eol", "August 2025"), "not a date"),
+    ("impossible end of support", "cuda_images.csv", _set("11.8.0", "cudnn8", "eol", "2025-13"), "not a date"),
+    ("cpu base of an unknown os", "os_bases.csv", _set("debian12", "debian:bookworm-slim", "os", "debian99"),
+     "not in os_python.csv"),
+    ("cpu base not an image", "os_bases.csv", _set("debian12", "debian:bookworm-slim", "cpu_base", "a b"),
+     "not an image"),
+    ("python build of another minor", "python_builds.csv", _set("3.12", "3.12.7", "full_version", "3.11.9"),
+     "not a release of Python"),
+    ("unknown default", "defaults.csv", _set("os_cpu", "debian12", "name", "os_gpu"), "unknown name"),
+    ("unknown download", "download_sources.csv", _set("torch_index", "torch_index", "name", "torch"), "unknown name"),
 ]
 
 
@@ -318,6 +398,18 @@ def test_error_names_the_line_and_column(tmp_path: Path) -> None:
     assert caught.value.where is not None
     assert (caught.value.where.line, caught.value.where.key) == (line, "cudnn")
     assert caught.value.render().startswith(f"{path}:{line}: cudnn: ")
+
+
+def test_missing_default_and_default_os_without_python(tmp_path: Path) -> None:
+    data = _copy_data(tmp_path)
+    _edit(data / "defaults.csv", _drop("os_cuda"))
+    with pytest.raises(KnowledgeBaseError, match="missing rows: os_cuda"):
+        load_kb(data)
+    (tmp_path / "again").mkdir()
+    data = _copy_data(tmp_path / "again")
+    _edit(data / "defaults.csv", _set("os_cpu", "debian12", "value", "debian99"))
+    with pytest.raises(KnowledgeBaseError, match=r"default OS 'debian99' is not in os_python\.csv"):
+        load_kb(data)
 
 
 def test_missing_file_is_a_knowledge_base_error(tmp_path: Path) -> None:
@@ -380,6 +472,80 @@ def test_cli_driver(capsys: pytest.CaptureFixture[str]) -> None:
     assert record["minor_compat_majors"] == ["11", "12"]
     pairs = {(v["torch"], v["variant"]) for v in record["variants"]}  # type: ignore[union-attr, index]
     assert ("2.6.0", "cu124") in pairs and ("2.6.0", "cu126") not in pairs
+    # What the header promises: the variants of newer 12.x minors run under minor-version compatibility.
+    compat_pairs = {(v["torch"], v["variant"]) for v in record["minor_compat_variants"]}  # type: ignore[union-attr, index]
+    assert ("2.6.0", "cu126") in compat_pairs and ("2.8.0", "cu128") in compat_pairs
+    assert not compat_pairs & pairs
+    assert all(v["cuda"].startswith(("11.", "12.")) for v in record["minor_compat_variants"])  # type: ignore[union-attr, index]
+
+
+def test_cli_driver_table_lists_minor_compat_variants(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compat", "driver", "580.65.06"]) == 0
+    out = capsys.readouterr().out
+    assert "cu132" in out  # 580 fully supports CUDA 13.0 only: cu132 is listed as a minor-compat variant
+
+
+def test_cli_shows_what_was_read_from_an_artifact(capsys: pytest.CaptureFixture[str]) -> None:
+    record = _json(capsys, "torch", "2.13.0")
+    evidence = {v["variant"]: v["evidence"] for v in record["variants"]}  # type: ignore[union-attr, index]
+    assert evidence == {"cpu": "upstream", "cu126": "secondary", "cu130": "wheel", "cu132": "secondary"}
+    assert main(["compat", "torch", "2.13.0"]) == 0
+    assert "read from" in capsys.readouterr().out
+    record = _json(capsys, "cuda", "11.8")
+    assert record["images"][0]["end_of_support"] == "2025-08"  # type: ignore[index]
+
+
+PAST_EOL = """\
+version: 1
+name: old
+image: {repository: acme/old}
+axes:
+  torch: ["2.4.0"]
+  cuda: ["11.8", "12.4"]
+  python: ["3.10"]
+  os: [ubuntu22.04]
+"""
+
+
+def test_plan_warns_about_a_cuda_line_past_its_end_of_support(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix = tmp_path / "old.yaml"
+    matrix.write_text(PAST_EOL)
+    assert main(["plan", str(matrix), "--json"]) == 0
+    captured = capsys.readouterr()
+    [warning] = [line for line in captured.err.splitlines() if line.startswith("envkit: warning:")]
+    assert "2.4.0-cu118-py3.10-ubuntu22.04-runtime" in warning and "nvidia/cuda 11.8.0" in warning
+    assert "cu124" not in warning
+    assert len(json.loads(captured.out)["cells"]) == 2  # stdout stays machine-readable
+
+
+# --- resolution reads its facts from the knowledge base -------------------------------------------
+
+
+def _plan(tmp_path: Path, axes: str) -> object:
+    from envkit.matrix import load_matrix
+    from envkit.resolve import plan
+
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(f"version: 1\nname: m\nimage: {{repository: acme/m}}\naxes:\n{axes}")
+    return plan(load_matrix(matrix))
+
+
+def test_ubuntu_26_04_gets_a_true_answer_either_way(tmp_path: Path) -> None:
+    cpu = _plan(tmp_path, '  torch: ["2.13.0"]\n  cuda: [none]\n  os: [ubuntu26.04]\n')
+    [cell] = cpu.cells  # type: ignore[attr-defined]
+    assert (cell.base, cell.python, cell.python_source) == ("ubuntu:26.04", "3.14", "distro")
+    cuda = _plan(tmp_path, '  torch: ["2.13.0"]\n  cuda: ["13.0"]\n  os: [ubuntu26.04]\n')
+    [dropped] = cuda.dropped  # type: ignore[attr-defined]
+    assert "13.0.3" in dropped.reason and "not 26.04" in dropped.reason
+
+
+def test_default_os_and_cpu_base_come_from_the_knowledge_base(tmp_path: Path) -> None:
+    result = _plan(tmp_path, '  torch: ["2.13.0"]\n  cuda: [none, "13.0"]\n  python: ["3.11", "3.10"]\n')
+    bases = {(c.os, c.base) for c in result.cells}  # type: ignore[attr-defined]
+    assert ("debian12", "debian:bookworm-slim") in bases
+    assert ("ubuntu22.04", "nvidia/cuda:13.0.3-base-ubuntu22.04") in bases
 
 
 @pytest.mark.parametrize("argv", [

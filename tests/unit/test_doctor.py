@@ -233,3 +233,15 @@ def test_cli_bad_matrix_is_a_config_error(
     matrix.write_text("version: 1\nimage: {repository: acme/x}\naxes: {torch: ['2.6']}\nbogus: 1\n")
     assert main(["doctor", "--matrix", str(matrix)]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_cli_message_with_a_long_host_is_one_unbroken_line(
+    host: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A host address longer than any console width: messages are never wrapped, so it stays greppable.
+    address = "unix:///" + "deep/" * 60 + "docker.sock"
+    engine = FakeEngine(host=address)
+    engine.go_down()
+    host(engine, buildkit=False)
+    assert main(["doctor"]) == 3
+    assert address in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Hostile documents: envkit's loaders end in a result or one clean error, never a traceback or a hang.
 
-About 2,550 generated documents (matrix, policy and report loaders; max_examples below), derandomized
-so CI sees the same ones every run. Each example runs under a hang guard (hostile.time_limit) and each
+About 2,550 generated documents under `HYPOTHESIS_PROFILE=thorough` (`make fuzz`; matrix, policy and
+report loaders; counts below), a quarter of them under the default `quick` profile (tests/unit/conftest.py),
+derandomized so CI sees the same ones every run. Each example runs under a hang guard (hostile.time_limit) and each
 test under a peak-RSS guard; the expensive classics (alias bomb, biggest report) run in a subprocess
 whose own peak RSS is measured.
 """
@@ -39,9 +40,12 @@ MAX_RSS_GROWTH_MIB = 500
 
 
 def examples(count: int) -> settings:
-    """Reproducible settings: fixed seed, no example database, no deadline (the hang guard is ours)."""
+    """Reproducible settings: fixed seed, no example database, no deadline (the hang guard is ours).
+
+    `count` examples under the `thorough` profile (max_examples 100), scaled by the loaded profile.
+    """
     return settings(
-        max_examples=count,
+        max_examples=max(10, count * settings.default.max_examples // 100),
         deadline=None,
         derandomize=True,
         database=None,

@@ -168,7 +168,7 @@ def test_too_many_raw_cells_is_an_error() -> None:
     many = ", ".join(f"'1.{i}'" for i in range(60))
     m = parse(
         BASE
-        + f"axes: {{torch: [{many}], python: [{many}], os: [{', '.join(f'os{i}' for i in range(60))}]}}\n"
+        + f"axes: {{torch: [{many}], python: [{many}], os: [{', '.join(f'ubuntu{i + 10}.04' for i in range(60))}]}}\n"
     )
     with pytest.raises(ConfigError, match="limit"):
         expand(m)

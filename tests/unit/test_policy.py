@@ -100,38 +100,38 @@ def test_strict_makes_the_default_allowed_statuses_pass_only(tmp_path: Path) -> 
         ('version: 1\nallow_skip: ["gpu.["]\n', "policy.yaml:2: allow_skip[0]", "not a usable glob"),
         ("version: 1\nallow_skip: gpu.*\n", "policy.yaml:2: allow_skip", "a list of glob patterns"),
         (
-            "version: 1\nthresholds:\n  - check: t.g\n    metric: x\n    min: fast\n",
+            "version: 1\nthresholds:\n  - check: throughput.generate\n    metric: x\n    min: fast\n",
             "policy.yaml:5: thresholds[0].min",
             "finite number",
         ),
         (
-            "version: 1\nthresholds:\n  - {check: t.g, metric: x, min: .nan}\n",
+            "version: 1\nthresholds:\n  - {check: throughput.generate, metric: x, min: .nan}\n",
             "policy.yaml:3: thresholds[0].min",
             "finite number",
         ),
         (
-            "version: 1\nthresholds:\n  - {check: t.g, metric: x}\n",
+            "version: 1\nthresholds:\n  - {check: throughput.generate, metric: x}\n",
             "policy.yaml:3: thresholds[0]",
             "'min', 'max'",
         ),
         (
-            "version: 1\nthresholds:\n  - {check: t.g, metric: x, min: 5, max: 1}\n",
+            "version: 1\nthresholds:\n  - {check: throughput.generate, metric: x, min: 5, max: 1}\n",
             "thresholds[0].min",
             "above max",
         ),
         (
-            'version: 1\nthresholds:\n  - {check: t.g, metric: x, min: 1, gpu: "H100["}\n',
+            'version: 1\nthresholds:\n  - {check: throughput.generate, metric: x, min: 1, gpu: "H100["}\n',
             "thresholds[0].gpu",
             "not a usable glob",
         ),
         (
-            "version: 1\nthresholds:\n  - {check: t.g, metric: x, min: 1, profile: long}\n",
+            "version: 1\nthresholds:\n  - {check: throughput.generate, metric: x, min: 1, profile: long}\n",
             "thresholds[0].profile",
             "not a profile",
         ),
         (
-            "version: 1\nthresholds:\n  - {check: t.g, metric: x, min: 1}\n"
-            "  - {check: t.g, metric: x, max: 9}\n",
+            "version: 1\nthresholds:\n  - {check: throughput.generate, metric: x, min: 1}\n"
+            "  - {check: throughput.generate, metric: x, max: 9}\n",
             "policy.yaml:4: thresholds[1]",
             "same check, metric",
         ),
@@ -164,17 +164,17 @@ def test_most_specific_gpu_rule_wins_and_profile_filters(tmp_path: Path) -> None
         """\
 version: 1
 thresholds:
-  - {check: t.g, metric: tps, min: 100}
-  - {check: t.g, metric: tps, min: 500, gpu: "*"}
-  - {check: t.g, metric: tps, min: 800, gpu: "H100*"}
-  - {check: t.g, metric: tps, min: 900, gpu: "H100 80GB*"}
-  - {check: t.g, metric: tps, min: 950, gpu: "H100*", profile: full}
-  - {check: t.g, metric: tps, min: 10, gpu: cpu}
+  - {check: throughput.generate, metric: tps, min: 100}
+  - {check: throughput.generate, metric: tps, min: 500, gpu: "*"}
+  - {check: throughput.generate, metric: tps, min: 800, gpu: "H100*"}
+  - {check: throughput.generate, metric: tps, min: 900, gpu: "H100 80GB*"}
+  - {check: throughput.generate, metric: tps, min: 950, gpu: "H100*", profile: full}
+  - {check: throughput.generate, metric: tps, min: 10, gpu: cpu}
 """,
     )
 
     def pick(gpu: str, profile: str) -> float | None:
-        rule = policy.threshold_for("t.g", "tps", gpu_name=gpu, profile=profile)
+        rule = policy.threshold_for("throughput.generate", "tps", gpu_name=gpu, profile=profile)
         return rule.min if rule else None
 
     assert pick("NVIDIA H100 80GB HBM3", "quick") == 900
@@ -182,7 +182,7 @@ thresholds:
     assert pick("NVIDIA H100 PCIe", "quick") == 800
     assert pick("NVIDIA A100-SXM4-80GB", "full") == 500
     assert pick("cpu", "quick") == 10
-    assert policy.threshold_for("t.g", "other", gpu_name="cpu", profile="quick") is None
+    assert policy.threshold_for("throughput.generate", "other", gpu_name="cpu", profile="quick") is None
 
 
 @pytest.mark.parametrize(

@@ -112,8 +112,8 @@ def test_unknown_mode_is_refused(tiny: model.Decoder) -> None:
 
 
 def test_decode_step_traces_as_one_graph(tiny: model.Decoder) -> None:
-    # torch.compile must see the decode step without graph breaks (checked with the eager backend,
-    # which needs no compiler): a break would split the compiled CUDA-graph mode into pieces.
+    # torch.compile must see the fixed-shape decode step without graph breaks (checked with the eager
+    # backend, which needs no compiler): a break would split the compiled CUDA-graph mode into pieces.
     import torch._dynamo
 
     cache = model.KVCache(tiny.cfg, max_len=40, device="cpu", dtype=torch.float32)
@@ -122,17 +122,55 @@ def test_decode_step_traces_as_one_graph(tiny: model.Decoder) -> None:
     torch._dynamo.reset()
     with torch.no_grad():
         expected = tiny.decode_step(
-            token, pos, model.KVCache(tiny.cfg, max_len=40, device="cpu", dtype=torch.float32)
+            token, pos, model.KVCache(tiny.cfg, max_len=40, device="cpu", dtype=torch.float32), 1, True
         )
-        assert torch.allclose(compiled(token, pos, cache), expected)
+        assert torch.allclose(compiled(token, pos, cache, cache.window(1), False), expected, atol=1e-5)
 
 
-def test_cache_rows_are_padded_and_masked(tiny: model.Decoder) -> None:
+def test_cache_rows_are_padded_and_windows_bucketed(tiny: model.Decoder) -> None:
     cache = model.KVCache(tiny.cfg, max_len=70, device="cpu", dtype=torch.float32)
     assert cache.max_len == 128
-    mask = cache.mask(torch.tensor([5]))
-    assert mask.shape == (1, 1, 1, 128)
-    assert torch.all(mask[..., :6] == 0) and torch.all(mask[..., 6:] == float("-inf"))
+    assert cache.window(1) == cache.window(70) == 128  # never past the cache
+    big = model.KVCache(tiny.cfg, max_len=600, device="cpu", dtype=torch.float32)
+    assert [big.window(n) for n in (1, 256, 257, 512, 513, 640)] == [256, 256, 512, 512, 640, 640]
+    valid = big.valid(torch.tensor([5]), 256)
+    assert valid.shape == (256,)
+    assert valid[:6].all() and not valid[6:].any()
+
+
+def masked_window_tokens(net: model.Decoder, prompt: torch.Tensor, new_tokens: int) -> list[int]:
+    """Greedy decoding through the fixed-shape step a CUDA graph captures (window + mask), on the CPU."""
+    cache = model.KVCache(net.cfg, max_len=prompt.shape[1] + new_tokens, device="cpu", dtype=torch.float32)
+    with torch.no_grad():
+        token = net.prefill(prompt, cache).argmax(dim=-1, keepdim=True)
+        tokens = [int(token)]
+        for p in range(prompt.shape[1], prompt.shape[1] + new_tokens - 1):
+            logits = net.decode_step(token, torch.tensor([p]), cache, cache.window(p + 1), False)
+            token = logits.argmax(dim=-1, keepdim=True)
+            tokens.append(int(token))
+    return tokens
+
+
+def test_masked_window_decoding_matches_exact_decoding_across_a_window_edge() -> None:
+    net = model.build_model(SMALL, "cpu", torch.float32, max_positions=600)
+    prompt = model.prompt_tokens(net.cfg.vocab_size, 250, seed=5)
+    # Positions 250..269 fill 251..270 slots: windows of 256 and then 512 slots.
+    generator = model.CachedGenerator(net, max_len=270)
+    assert sorted(set(generator.windows(250, 20))) == [256, 270 // 64 * 64 + 64]
+    exact = list(generator.run(prompt, 20).tokens)
+    assert masked_window_tokens(net, prompt, 20) == exact
+    assert exact == model.generate(net, prompt, 20, use_cache=False)
+
+
+def test_decode_attention_masked_matches_sdpa_on_the_valid_slots() -> None:
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 2, 4, 16, generator=generator)
+    k = torch.randn(1, 2, 32, 16, generator=generator)
+    v = torch.randn(1, 2, 32, 16, generator=generator)
+    valid = torch.arange(32).le(20)
+    masked = model.decode_attention(q, k, v, valid)
+    exact = model.decode_attention(q, k[:, :, :21], v[:, :, :21], None)
+    assert torch.allclose(masked, exact, atol=1e-5)
 
 
 def test_preset_shapes_match_llama() -> None:
@@ -179,3 +217,26 @@ def test_plans() -> None:
         plan = plan_for(profile, None, on_gpu=False)
         assert plan.repetitions >= 2 and plan.nocache_repetitions >= 2
         assert plan.nocache_tokens <= plan.new_tokens
+
+
+@pytest.mark.slow
+def test_inductor_compiles_the_fixed_shape_decode_step() -> None:
+    # What the compiled CUDA-graph mode compiles, lowered by Inductor for the CPU (needs a C++
+    # compiler): the masked-window attention must compile whole and pick the same greedy tokens.
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("Inductor on the CPU needs a C++ compiler")
+    net = model.build_model(SMALL, "cpu", torch.float32, max_positions=128)
+    prompt = model.prompt_tokens(net.cfg.vocab_size, 40, seed=2)
+    cache = model.KVCache(net.cfg, max_len=48, device="cpu", dtype=torch.float32)
+    step = torch.compile(net.decode_step, dynamic=False, fullgraph=True)
+    with torch.no_grad():
+        token = net.prefill(prompt, cache).argmax(dim=-1, keepdim=True)
+        tokens = [int(token)]
+        for p in range(40, 47):
+            token = step(token, torch.tensor([p]), cache, cache.window(p + 1), False).argmax(
+                dim=-1, keepdim=True
+            )
+            tokens.append(int(token))
+    assert tokens == model.generate(net, prompt, 8, use_cache=False)

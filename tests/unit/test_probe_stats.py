@@ -47,3 +47,27 @@ def test_relative_spread() -> None:
     assert stats.relative_spread([10.0, 10.0, 10.0]) == 0.0
     assert stats.relative_spread([9.0, 10.0, 11.0]) == pytest.approx(0.2)
     assert stats.relative_spread([0.0, 0.0]) == 0.0
+
+
+def test_sample_stats_small_samples_use_the_range() -> None:
+    assert stats.sample_stats([10.0, 12.0, 11.0]) == {
+        "median": 11.0,
+        "min": 10.0,
+        "max": 12.0,
+        "spread": pytest.approx(2 / 11),
+        "n": 3,
+    }
+
+
+def test_sample_stats_four_or_more_use_the_interquartile_range() -> None:
+    # Nearest-rank quartiles of 1..8: p25 = 2, p75 = 6; median 4.5. An outlier does not move it.
+    table = stats.sample_stats([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 800.0])
+    assert table["spread"] == pytest.approx(4 / 4.5)
+    assert (table["min"], table["max"], table["n"]) == (1.0, 800.0, 8)
+
+
+def test_sample_stats_of_identical_samples_has_no_spread() -> None:
+    assert stats.sample_stats([5.0] * 6)["spread"] == 0.0
+    assert stats.sample_stats([0.0, 0.0])["spread"] == 0.0
+    with pytest.raises(ValueError):
+        stats.sample_stats([])

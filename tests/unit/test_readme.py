@@ -24,3 +24,9 @@ def test_readme_matrix_example_resolves() -> None:
     assert len(result.cells) >= 4
     assert any(c.python_source == "standalone" for c in result.cells)
     assert any(c.packages == ("numpy>=2.1,<3", "ninja==1.11.1.4") for c in result.cells)
+
+
+def test_readme_install_command_names_the_distribution_in_pyproject() -> None:
+    name = re.search(r'^name = "([^"]+)"$', (README.parent / "pyproject.toml").read_text(), re.M).group(1)
+    assert name != "envkit"  # an unrelated project on the package index
+    assert f"pip install {name}" in README.read_text()

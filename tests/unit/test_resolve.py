@@ -52,15 +52,42 @@ def test_minor_version_resolves_to_newest_patch_and_local_suffix_picks_the_varia
 
 def test_missing_variant_is_dropped_with_the_known_variants() -> None:
     reason = only_drop("axes: {torch: ['2.6'], cuda: ['12.8'], python: ['3.10'], os: [ubuntu22.04]}\n")
-    assert reason == "torch 2.6.0 has no cu128 wheels; its variants are cpu, cu118, cu124, cu126"
+    assert reason.startswith("torch 2.6.0 has no cu128 wheels; its variants are cpu, cu118, cu124, cu126; "
+                             "cu128 wheels: torch 2.7.0 … ")
 
 
-def test_unknown_torch_release_is_dropped() -> None:
-    assert "torch 1.13 is not a known release" in only_drop("axes: {torch: ['1.13'], cuda: ['11.8']}\n")
+def test_a_release_the_knowledge_base_lacks_is_not_said_not_to_exist() -> None:
+    reason = only_drop("axes: {torch: ['1.13'], cuda: ['11.8']}\n")
+    assert reason.startswith("the knowledge base has no row for torch 1.13: it knows 2.4.0 … ")
+    assert "(source: PyPI" in reason and reason.endswith("add it with scripts/update_compat.py")
+
+
+def test_a_cuda_minor_the_knowledge_base_lacks_is_named_as_such() -> None:
+    reason = only_drop("axes: {torch: ['2.8'], cuda: ['12.99'], python: ['3.12'], os: [ubuntu24.04]}\n")
+    assert reason.startswith("the knowledge base has no row for CUDA 12.99: it knows CUDA 11.8 … ")
+    assert "scripts/update_compat.py" in reason and "has no cu1299 wheels" not in reason
+
+
+def test_an_os_without_the_cuda_image_outranks_the_python_default_chosen_for_it() -> None:
+    # No Python is given and the knowledge base has no python3 row for ubuntu18.04: the missing image is
+    # the fact to report, not the Python default that could not be chosen.
+    reason = only_drop("axes: {torch: ['2.8'], cuda: ['12.8'], os: [ubuntu18.04]}\n")
+    assert reason == "nvidia/cuda 12.8.1 images exist for Ubuntu 20.04, 22.04, 24.04, not 18.04"
+
+
+def test_an_ubuntu_no_image_line_lists_is_a_gap_in_the_knowledge_base() -> None:
+    reason = only_drop("axes: {torch: ['2.8'], cuda: ['12.8'], os: [ubuntu28.04]}\n")
+    assert reason.startswith("the knowledge base has no nvidia/cuda image for Ubuntu 28.04: 12.8")
+    assert "(source: " in reason and "envkit/data/cuda_images.csv" in reason
+
+
+def test_an_os_the_knowledge_base_lacks_without_a_python_says_so() -> None:
+    reason = only_drop("axes: {torch: ['2.8'], cuda: [none], os: [debian14], flavor: [cpu]}\n")
+    assert reason.startswith("no python given, and the knowledge base has no row for debian14's python3")
 
 
 def test_python_outside_the_release_is_dropped() -> None:
-    reason = only_drop("axes: {torch: ['2.4'], cuda: ['12.4'], python: ['3.13'], os: [ubuntu24.04]}\n")
+    reason = only_drop("axes: {torch: ['2.4'], cuda: ['12.4'], python: ['3.13'], os: [ubuntu22.04]}\n")
     assert reason == "torch 2.4.1 supports Python 3.8–3.12, not 3.13"
 
 
@@ -128,8 +155,10 @@ def test_strict_turns_any_drop_into_an_error() -> None:
                 "os: [ubuntu22.04]}\n")
 
 
-def test_bad_cuda_text_is_a_drop_not_a_crash() -> None:
-    assert "not a CUDA major.minor" in only_drop("axes: {torch: ['2.6'], cuda: ['12']}\n")
+def test_bad_cuda_text_is_an_error_where_it_is_read() -> None:
+    with pytest.raises(ConfigError, match=r"axes.cuda\[0\]: cuda `12` is not a CUDA version") as caught:
+        resolve("axes: {torch: ['2.6'], cuda: ['12']}\n")
+    assert caught.value.hint is not None and "did you mean `12." in caught.value.hint
 
 
 def test_duplicate_cells_are_dropped_and_tag_collisions_are_errors() -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sys
+import threading
+import urllib.parse
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -222,17 +228,28 @@ def test_regenerate_from_saved_pypi_and_local_upstream_files(tmp_path: Path) -> 
     assert [v.name for v in newest.cuda_variants()] == ["cu126", "cu130", "cu132"]
     cu132, cu130 = newest.variant("cu132"), newest.variant("cu130")
     assert cu132 is not None and cu130 is not None
-    # PyPI's metadata wins over the matrix file for the default variant ...
+    # PyPI's metadata wins over the matrix file for the default variant; it agrees with the row read
+    # from the wheel itself, which is kept (pins from its METADATA, arch list from cuobjdump).
     assert (cu132.cudnn, cu132.nccl) == ("9.26.0.51", "2.30.7")
-    assert cu132.source.startswith("PyPI torch==2.15.0 wheel metadata")
-    # ... whose arch list, absent from the build_cuda.sh copy, is carried over with its source.
-    assert cu132.arch_list[-1] == "12.0+PTX" and "inferred from 2.13" in cu132.source
+    assert cu132.source.startswith("PyPI torch-2.15.0-cp311-cp311-manylinux_2_28_x86_64.whl: ")
+    assert cu132.arch_list[-1] == "12.0" and cu132.evidence == "wheel"
     assert cu130.cudnn == "9.24.0.43" and "generate_binary_build_matrix.py, release 2.15" in cu130.source
     assert cu130.arch_list == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX")
     assert "build_cuda.sh, release 2.15" in cu130.source
     old = kb.torch("2.6.0")
     assert old is not None and old.variant("cu118") is not None  # curated rows are carried over
     assert old.variant("cu126").cudnn == "9.5.1.17"  # type: ignore[union-attr]
+
+
+def test_metadata_that_disagrees_with_a_wheel_read_row_replaces_it(tmp_path: Path) -> None:
+    base = _copy_data(tmp_path)
+    variants = base / "torch_variants.csv"
+    variants.write_text(variants.read_text().replace("2.15.0,cu132,13.2,9.26.0.51", "2.15.0,cu132,13.2,9.25.0.1"))
+    pypi = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
+    uc.regenerate(uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None), tmp_path / "o")
+    cu132 = load_kb(tmp_path / "o").torch("2.15.0").variant("cu132")  # type: ignore[union-attr]
+    assert cu132 is not None and cu132.cudnn == "9.26.0.51"
+    assert cu132.source.startswith("PyPI torch==2.15.0 wheel metadata") and "cuobjdump" in cu132.source
 
 
 def test_regeneration_is_idempotent(tmp_path: Path) -> None:
@@ -270,3 +287,197 @@ def test_main_writes_out_dir_offline(tmp_path: Path) -> None:
 def test_main_bad_pair_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert uc.main(["--skip-pypi", "--check", "--matrix", "two=file.py"]) == 2
     assert "MINOR=PATH" in capsys.readouterr().err
+
+
+# --- the wheel itself: METADATA pins and cuobjdump's arch list ---------------------------------------
+
+CUOBJDUMP = FIXTURES / "cuobjdump"
+METADATA_2_15 = """Metadata-Version: 2.4
+Name: torch
+Version: 2.15.0
+Requires-Dist: filelock
+Requires-Dist: cuda-toolkit[cublas,cudart]==13.2.2; platform_system == "Linux"
+Requires-Dist: nvidia-cudnn-cu13==9.26.0.51; platform_system == "Linux"
+Requires-Dist: nvidia-nccl-cu13==2.30.7; platform_system == "Linux"
+
+A long description that is not a header.
+"""
+
+
+def _cuobjdump() -> Path:
+    try:
+        return uc.find_cuobjdump()
+    except uc.UpdateError:
+        pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump)")
+
+
+def _wheel(tmp_path: Path, library: Path, name: str = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl") -> Path:
+    wheel = tmp_path / name
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("torch-2.15.0.dist-info/METADATA", METADATA_2_15)
+        archive.write(library, uc.WHEEL_LIBRARY)
+    return wheel
+
+
+def test_parse_cuobjdump_reads_the_tools_real_output() -> None:
+    elf, ptx = (CUOBJDUMP / "list-elf.txt").read_text(), (CUOBJDUMP / "list-ptx.txt").read_text()
+    assert uc.parse_cuobjdump(elf, ptx) == ("7.5", "12.0+PTX")
+    assert uc.parse_cuobjdump(elf, "") == ("7.5", "12.0")
+
+
+def test_parse_cuobjdump_on_the_real_listing_of_torch_2_13_0() -> None:
+    # cuobjdump 13.5 --list-elf of torch/lib/libtorch_cuda.so in PyPI's
+    # torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl (its --list-ptx printed nothing).
+    listing = gzip.decompress((CUOBJDUMP / "torch-2.13.0-cp311-list-elf.txt.gz").read_bytes()).decode()
+    assert len(listing.splitlines()) == 2819 and "sm_103.cubin" in listing and "sm_89.cubin" in listing
+    assert uc.parse_cuobjdump(listing, "") == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0")
+
+
+def test_parse_cuobjdump_keeps_archs_every_file_carries() -> None:
+    files = [("75", "90"), ("75", "90", "90a"), ("75", "90", "103"), ("75", "90")]
+    elf = "\n".join(f"ELF file {i:4}: libtorch_cuda.{i}.sm_{sm}.cubin"
+                    for i, archs in enumerate(files, start=1) for sm in archs)
+    ptx = "\n".join(f"PTX file {i:4}: libtorch_cuda.{i}.sm_90.ptx" for i in range(1, 5))
+    assert uc.parse_cuobjdump(elf, "") == ("7.5", "9.0")
+    assert uc.parse_cuobjdump(elf, ptx) == ("7.5", "9.0+PTX")
+    assert uc.parse_cuobjdump(elf, ptx.split("\n")[0]) == ("7.5", "9.0")  # PTX in one file only
+
+
+@pytest.mark.parametrize(("elf", "ptx", "error"), [
+    ("", "", "no cubins"),
+    ("ELF file    1: x.1.sm_80.cubin", "PTX file    1: x.1.sm_90.ptx", "PTX without a cubin for sm_90"),
+    ("Fatbin elf code:\n================", "", "unexpected cuobjdump output"),
+])
+def test_parse_cuobjdump_refuses_what_the_notation_cannot_say(elf: str, ptx: str, error: str) -> None:
+    with pytest.raises(uc.UpdateError, match=error):
+        uc.parse_cuobjdump(elf, ptx)
+
+
+def test_parse_metadata_reads_requires_dist() -> None:
+    wheel = uc.parse_metadata(METADATA_2_15)
+    assert (wheel.version, wheel.cuda, wheel.cudnn, wheel.nccl) == ("2.15.0", "13.2", "9.26.0.51", "2.30.7")
+
+
+@pytest.mark.parametrize(("library", "arch"), [
+    ("libtorch_cuda-noptx.so", ("7.5", "12.0")),
+    ("libtorch_cuda-ptx.so", ("7.5", "12.0+PTX")),
+])
+def test_read_wheel_runs_cuobjdump_on_the_wheels_library(
+    tmp_path: Path, library: str, arch: tuple[str, ...]
+) -> None:
+    facts = uc.read_wheel(_wheel(tmp_path, CUOBJDUMP / library), _cuobjdump())
+    assert facts.arch_list == arch
+    assert (facts.wheel.cuda, facts.wheel.cudnn) == ("13.2", "9.26.0.51")
+    # The source names exactly which files were read.
+    assert facts.source.startswith("PyPI torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl: "
+                                   "torch-2.15.0.dist-info/METADATA Requires-Dist; arch: cuobjdump")
+    assert "torch/lib/libtorch_cuda.so in that wheel" in facts.source
+    assert ("no PTX" in facts.source) == (library == "libtorch_cuda-noptx.so")
+
+
+def test_read_wheel_without_the_library_is_an_error(tmp_path: Path) -> None:
+    wheel = tmp_path / "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("torch-2.15.0.dist-info/METADATA", METADATA_2_15)
+    with pytest.raises(uc.UpdateError, match=r"libtorch_cuda\.so"):
+        uc.read_wheel(wheel, Path("cuobjdump"))
+
+
+def test_main_with_a_wheel_writes_the_row_read_from_it(tmp_path: Path) -> None:
+    _cuobjdump()
+    wheel = _wheel(tmp_path, CUOBJDUMP / "libtorch_cuda-ptx.so")
+    out = tmp_path / "out"
+    assert uc.main(["--skip-pypi", "--base", str(_copy_data(tmp_path)), "--out", str(out),
+                    "--wheel", str(wheel)]) == 0
+    variant = load_kb(out).torch("2.15.0").variant("cu132")  # type: ignore[union-attr]
+    assert variant is not None and variant.arch_list == ("7.5", "12.0+PTX")
+    assert variant.evidence == "wheel" and wheel.name in variant.source
+
+
+# --- nvidia/cuda tag list ---------------------------------------------------------------------------
+
+TAGS = ("12.9.1-base-ubuntu24.04", "12.9.2-base-ubuntu20.04", "12.9.2-cudnn-devel-ubuntu22.04",
+        "12.9.2-runtime-ubuntu24.04", "13.0.3-devel-ubuntu22.04", "13.0.3-cudnn-runtime-ubuntu24.04",
+        "13.3.0-base-ubuntu22.04", "13.3.0-base-ubuntu24.04", "13.5.0-base-ubuntu26.04",
+        "13.5.0-base-ubi9", "12.9.2-devel-ubuntu22.04-rc", "latest")
+
+
+def _capture(tmp_path: Path) -> Path:
+    path = tmp_path / "tags.json"
+    path.write_text(json.dumps({"origin": "https://registry.example/v2/nvidia/cuda/tags/list",
+                                "captured": "2026-11-30", "tags": list(TAGS)}))
+    return path
+
+
+def test_image_rows_take_each_lines_newest_patch(tmp_path: Path) -> None:
+    carried = uc.read_csv(DATA_DIR / "cuda_images.csv")
+    rows = {r["cuda"]: r for r in uc.image_rows(uc.load_tag_capture(_capture(tmp_path)), carried)}
+    assert rows["12.9.2"]["ubuntu"] == "20.04 22.04 24.04" and "12.9.1" not in rows
+    assert rows["13.0.3"]["ubuntu"] == "22.04 24.04" and rows["13.0.3"]["cudnn_tag"] == "cudnn"
+    assert rows["13.5.0"]["ubuntu"] == "26.04"  # a new line; ubi9 tags are not Ubuntu
+    assert "registry.example" in rows["13.5.0"]["source"] and "2026-11-30" in rows["13.5.0"]["source"]
+    # A carried row newer than the tag list (checked by hand) stays, and so do stated end-of-support dates.
+    assert "13.3.1" in rows and "13.3.0" not in rows
+    assert rows["11.8.0"]["eol"] == "2025-08"
+
+
+def test_main_reads_a_captured_tag_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--check", "--skip-pypi", "--cuda-tags", str(_capture(tmp_path))]
+    assert uc.main(argv) == 1  # the capture moves 13.5 in: drift against the shipped data
+    assert "+13.5.0,cudnn,26.04,," in capsys.readouterr().out
+
+
+def test_a_capture_without_origin_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tags.json"
+    path.write_text(json.dumps({"tags": list(TAGS)}))
+    with pytest.raises(uc.UpdateError, match="origin"):
+        uc.load_tag_capture(path)
+
+
+class _Registry(http.server.BaseHTTPRequestHandler):
+    """A loopback stand-in for a registry's tag-list API: bearer token first, then two pages."""
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/token":
+            self._send(200, {"token": "t0ken"})
+        elif self.headers.get("Authorization") != "Bearer t0ken":
+            realm = f"http://{self.headers['Host']}/token"
+            self._send(401, {}, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'})
+        elif "last=" not in url.query:
+            self._send(200, {"name": "nvidia/cuda", "tags": list(TAGS[:6])},
+                       {"Link": '</v2/nvidia/cuda/tags/list?n=1000&last=x>; rel="next"'})
+        else:
+            self._send(200, {"name": "nvidia/cuda", "tags": list(TAGS[6:])})
+
+    def _send(self, code: int, body: dict[str, object], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_fetch_tags_pages_through_a_registrys_tag_list_with_an_anonymous_token() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        mirror = f"http://127.0.0.1:{server.server_address[1]}"
+        tags = uc.fetch_tags(mirror)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert tags.tags == TAGS and tags.origin == f"{mirror}/v2/nvidia/cuda/tags/list"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", tags.date)
+
+
+def test_download_wheels_without_pypi_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    _cuobjdump()
+    assert uc.main(["--skip-pypi", "--check", "--download-wheels"]) == 2
+    assert "drop --skip-pypi" in capsys.readouterr().err

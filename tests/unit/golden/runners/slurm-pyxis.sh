@@ -1,0 +1,32 @@
+#!/bin/bash
+#SBATCH --job-name=envkit-validate
+#SBATCH --comment=envkit-validate
+#SBATCH --output=/shared/envkit-jobs/job-1/job.log
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --time=00:30:00
+#SBATCH --no-requeue
+#SBATCH --gres=gpu:h100:1
+#SBATCH --constraint=h100
+#SBATCH --partition=gpu
+#SBATCH --account=ml-infra
+# envkit: validate registry.example:5000/acme/pytorch:2.6-cu124 on GPU type h100
+set -u
+out=/shared/envkit-jobs/job-1
+{
+  printf 'job_id=%s\n' "${SLURM_JOB_ID:-}"
+  printf 'node=%s\n' "${SLURMD_NODENAME:-$(hostname)}"
+  printf 'job_gpus=%s\n' "${SLURM_JOB_GPUS:-}"
+  printf 'gpu_model=%s\n' "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+} >"$out/job.env"
+run_pyxis() {
+  srun --ntasks=1 --container-image='registry.example:5000#acme/pytorch:2.6-cu124' \
+    --container-mounts="$out/probe:/tmp/envkit:ro,$out/result:/tmp/envkit-out" --no-container-mount-home \
+    /bin/sh -c 'run the probe' envkit-probe --out /tmp/envkit-out/result.json
+}
+runtime=pyxis
+printf 'runtime=%s\n' "$runtime" >>"$out/job.env"
+"run_$runtime"
+code=$?
+printf '%s\n' "$code" >"$out/exit-code"
+exit "$code"
