@@ -1,4 +1,5 @@
-"""Compare two reports side by side: what changed in the image and host, every metric, every status."""
+"""Compare two reports side by side: what changed on the host (first: "why did it get slower" starts
+there), in the image and the run, every metric, every status."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ from envkit.report import Report, metric_direction
 DEFAULT_TOLERANCE = 0.05
 
 
+HOST, IMAGE = "host", "image"
+
+
 @dataclass(frozen=True, kw_only=True)
 class FieldChange:
-    """A version, label or host fact that differs between A and B (None: absent on that side)."""
+    """A host fact, version or label that differs between A and B (None: absent on that side); `group`
+    is "host" (what moves the numbers) or "image" (the image and the run)."""
 
     name: str
     a: str | None
     b: str | None
+    group: str = IMAGE
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +81,16 @@ class ReportDiff:
         """Metrics that got worse by more than the tolerance."""
         return tuple(delta for delta in self.metrics if delta.change(self.tolerance) == "regression")
 
+    @property
+    def host_changes(self) -> tuple[FieldChange, ...]:
+        """Changed host facts: hardware, load, limits, clocks, driver."""
+        return tuple(change for change in self.fields if change.group == HOST)
+
+    @property
+    def image_changes(self) -> tuple[FieldChange, ...]:
+        """Changed image facts, versions, labels and run settings."""
+        return tuple(change for change in self.fields if change.group == IMAGE)
+
 
 def diff_reports(a: Report, b: Report, *, tolerance: float = DEFAULT_TOLERANCE) -> ReportDiff:
     """The differences between two reports; metrics worse by more than `tolerance` count as regressions."""
@@ -88,6 +104,48 @@ def diff_reports(a: Report, b: Report, *, tolerance: float = DEFAULT_TOLERANCE) 
     )
 
 
+def _host_facts(report: Report) -> dict[str, str]:
+    host = report.host
+    facts = {
+        "host": host.hostname,
+        "hardware class": host.hardware_class() or "not recorded",
+        "cpu model": host.cpu_model or "",
+        "cpus available": _text(host.cpus_available),
+        "cpu count": _text(host.cpu_count),
+        "cgroup cpu quota": _text(host.cgroup_cpu_quota) or ("none" if host.cpu_model else ""),
+        "container cpu limit": _text(report.runner.cpus if report.runner else None) or "none",
+        "load before (1/5/15 min)": _load(host.loadavg_before),
+        "load after (1/5/15 min)": _load(host.loadavg_after),
+        "gpus": ", ".join(gpu.name for gpu in host.gpus) or "none",
+        "driver": host.driver or "",
+        "cuda driver": host.cuda_driver or "",
+    }
+    for gpu in host.gpus:
+        facts[f"gpu{gpu.index} clocks sm/mem MHz"] = (
+            f"{_text(gpu.sm_clock_mhz)}/{_text(gpu.mem_clock_mhz)}".strip("/")
+        )
+        facts[f"gpu{gpu.index} power limit W"] = _text(gpu.power_limit_w)
+    for check in report.find("throughput.generate"):
+        if check.details.get("noisy") is True:
+            reason = check.details.get("noise_reason")
+            facts[f"{check.name} noisy"] = str(reason) if isinstance(reason, str) and reason else "yes"
+        seen = check.details.get("environment")
+        if isinstance(seen, dict):  # what the container itself observed: the image's claim, shown as such
+            for key in ("cpus_available", "cgroup_cpu_quota"):
+                value = seen.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    facts[f"{check.name} container saw {key}"] = f"{value:g}"
+    return {name: value for name, value in facts.items() if value}
+
+
+def _text(value: float | int | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _load(values: tuple[float, ...] | None) -> str:
+    return " ".join(f"{value:g}" for value in values) if values else ""
+
+
 def _facts(report: Report) -> dict[str, str]:
     facts = {
         "image": report.label,
@@ -95,10 +153,6 @@ def _facts(report: Report) -> dict[str, str]:
         "profile": report.profile,
         "mode": report.mode,
         "envkit": report.envkit_version,
-        "host": report.host.hostname,
-        "driver": report.host.driver or "",
-        "cuda driver": report.host.cuda_driver or "",
-        "gpus": ", ".join(gpu.name for gpu in report.host.gpus) or "none",
     }
     for key, value in sorted((report.image.labels if report.image else {}).items()):
         facts[f"label {key}"] = value
@@ -110,13 +164,16 @@ def _facts(report: Report) -> dict[str, str]:
 
 
 def _field_changes(a: Report, b: Report) -> list[FieldChange]:
-    fa, fb = _facts(a), _facts(b)
-    names = list(dict.fromkeys([*fa, *fb]))
-    return [
-        FieldChange(name=name, a=fa.get(name), b=fb.get(name))
-        for name in names
-        if fa.get(name) != fb.get(name)
-    ]
+    changes = []
+    for group, facts in ((HOST, _host_facts), (IMAGE, _facts)):
+        fa, fb = facts(a), facts(b)
+        names = list(dict.fromkeys([*fa, *fb]))
+        changes += [
+            FieldChange(name=name, a=fa.get(name), b=fb.get(name), group=group)
+            for name in names
+            if fa.get(name) != fb.get(name)
+        ]
+    return changes
 
 
 def _metric_deltas(a: Report, b: Report) -> list[MetricDelta]:
@@ -152,7 +209,8 @@ def diff_json(diff: ReportDiff) -> dict[str, Any]:
         "a": {"source": diff.a.source, "label": diff.a.label},
         "b": {"source": diff.b.source, "label": diff.b.label},
         "tolerance": diff.tolerance,
-        "changed": [{"name": f.name, "a": f.a, "b": f.b} for f in diff.fields],
+        "host": [{"name": f.name, "a": f.a, "b": f.b} for f in diff.host_changes],
+        "changed": [{"name": f.name, "a": f.a, "b": f.b} for f in diff.image_changes],
         "metrics": [
             {
                 "check": m.check,
@@ -171,18 +229,12 @@ def diff_json(diff: ReportDiff) -> dict[str, Any]:
 
 
 def print_diff(console: Console, diff: ReportDiff) -> None:
-    """Three tables: changed facts, metrics with B/A ratio and markers, changed statuses."""
+    """Host changes first, then image changes, metrics with B/A ratio and markers, changed statuses."""
     console.print(Text(f"A: {diff.a.label} ({diff.a.source})\nB: {diff.b.label} ({diff.b.source})"))
-    facts = Table(title="changed", title_justify="left")
-    for column in ("what", "A", "B"):
-        facts.add_column(column)
-    for change in diff.fields:
-        facts.add_row(
-            Text(change.name),
-            Text(change.a if change.a is not None else "-"),
-            Text(change.b if change.b is not None else "-"),
-        )
-    console.print(facts if diff.fields else Text("no version, label or host changes"))
+    host = _changes_table("host (what moves the numbers)", diff.host_changes)
+    console.print(host if diff.host_changes else Text("no host changes"))
+    image = _changes_table("image and run", diff.image_changes)
+    console.print(image if diff.image_changes else Text("no version, label or run changes"))
     console.print(_metrics_table(diff))
     statuses = Table(title="status changes", title_justify="left")
     for column in ("check", "A", "B"):
@@ -194,6 +246,19 @@ def print_diff(console: Console, diff: ReportDiff) -> None:
     console.print(
         Text(f"{count} regression(s) beyond {diff.tolerance:.0%}", style="red" if count else "green")
     )
+
+
+def _changes_table(title: str, changes: tuple[FieldChange, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("what", "A", "B"):
+        table.add_column(column)
+    for change in changes:
+        table.add_row(
+            Text(change.name),
+            Text(change.a if change.a is not None else "-"),
+            Text(change.b if change.b is not None else "-"),
+        )
+    return table
 
 
 def _metrics_table(diff: ReportDiff) -> Table:

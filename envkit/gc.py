@@ -52,7 +52,7 @@ class Leftover:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Outcome:
+class Removal:
     """What happened to one removable leftover: removed, or the reason it could not be."""
 
     leftover: Leftover
@@ -80,12 +80,12 @@ def find_leftovers(
     ]
 
 
-def collect(engine: Engine, leftovers: list[Leftover]) -> list[Outcome]:
+def collect(engine: Engine, leftovers: list[Leftover]) -> list[Removal]:
     """Remove every removable leftover, in order; EngineUnavailable propagates, refusals are recorded."""
     return [_remove(engine, item) for item in leftovers if item.removable]
 
 
-def _remove(engine: Engine, item: Leftover) -> Outcome:
+def _remove(engine: Engine, item: Leftover) -> Removal:
     try:
         if item.kind == "container":
             engine.remove_container(item.ref)
@@ -94,21 +94,21 @@ def _remove(engine: Engine, item: Leftover) -> Outcome:
         else:
             shutil.rmtree(item.ref)
     except EngineError as error:
-        return Outcome(leftover=item, error=f"the engine refused: {error.message}")
+        return Removal(leftover=item, error=f"the engine refused: {error.message}")
     except OSError as error:
-        return Outcome(leftover=item, error=str(error))
-    return Outcome(leftover=item)
+        return Removal(leftover=item, error=str(error))
+    return Removal(leftover=item)
 
 
-def _remove_image(engine: Engine, item: Leftover) -> Outcome:
+def _remove_image(engine: Engine, item: Leftover) -> Removal:
     # Looked up again: a build may have tagged it since it was listed. Without force, the engine
     # refuses the parent of another image and an image a container still uses.
     current = engine.image(item.ref)
     if current is not None and _named(current):
-        return Outcome(leftover=item, error=f"it was tagged meanwhile ({', '.join(current.tags)})")
+        return Removal(leftover=item, error=f"it was tagged meanwhile ({', '.join(current.tags)})")
     if current is not None:
         engine.remove_image(item.ref, force=False)
-    return Outcome(leftover=item)
+    return Removal(leftover=item)
 
 
 # --- finding -----------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Release policy: which checks must pass, metric thresholds per GPU model, regression tolerance.
+"""Release policy: which checks must pass, metric thresholds per GPU model, regression tolerance, and
+what applies to which cells.
 
 Parsed once from YAML (docs/policy.md) into frozen dataclasses; every mistake is a ConfigError with
 file:line:key and, for unknown keys, a "did you mean" hint.
@@ -10,10 +11,12 @@ import difflib
 import fnmatch
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envkit import labels as L
 from envkit.errors import ConfigError, Where
 from envkit.probe import registry
 from envkit.report import CHECK_ID, METRIC_NAME, PROFILES, STATUSES
@@ -21,18 +24,29 @@ from envkit.yamlsrc import SourceDoc, load_file
 
 POLICY_VERSION = 1
 DEFAULT_TOLERANCE = 0.05
+# The metrics a baseline comparison looks at unless the policy names others: what users feel (decode
+# speed, time per output token) and, on a GPU, how close to the memory roofline the decode runs.
+DEFAULT_COMPARED = ("decode_tokens_per_s", "tpot_ms", "bandwidth_utilisation")
+NOISY_CHOICES = ("skip", "compare")
+# Checks that need a GPU: a SKIP of one of them is a failure under `require_gpu`.
+GPU_CHECKS = ("gpu.*", "oom.gpu")
+# Image labels a `cells` rule may match on (io.envkit.<name>).
+CELL_KEYS = ("cell", "matrix", "torch", "torch-variant", "cuda", "cudnn", "python", "os", "flavor")
 _TOP_KEYS = (
     "version",
     "strict",
     "require",
     "allow_skip",
     "ignore",
+    "require_gpu",
     "thresholds",
     "baseline",
+    "cells",
     "require_gpu_types",
 )
 _THRESHOLD_KEYS = ("check", "metric", "min", "max", "gpu", "profile")
-_BASELINE_KEYS = ("path", "tolerance")
+_BASELINE_KEYS = ("path", "tolerance", "metrics", "noisy")
+_CELL_RULE_KEYS = ("match", "not_applicable", "allow_skip", "require_gpu")
 _PATTERN = re.compile(r"^[A-Za-z0-9 _.*?\[\]!:/()+-]{1,128}\Z")
 
 
@@ -91,10 +105,66 @@ class Tolerance:
 
 @dataclass(frozen=True, kw_only=True)
 class BaselineRule:
-    """Where baseline reports live (a file or a folder) and how much regression is tolerated."""
+    """Where baseline reports live, how much regression is tolerated, which metrics are compared
+    (glob patterns) and whether a noisy measurement is skipped or compared anyway."""
 
     path: Path
     tolerance: Tolerance
+    metrics: tuple[str, ...] = DEFAULT_COMPARED
+    noisy: str = "skip"
+
+    def compares(self, metric: str) -> bool:
+        """Whether `metric` is one the comparison looks at."""
+        return any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellRule:
+    """What applies to the cells whose image labels match `match` (label name -> glob; `none` matches
+    an empty label, e.g. `cuda: none` for CPU cells)."""
+
+    match: Mapping[str, str]
+    not_applicable: tuple[str, ...] = ()
+    allow_skip: tuple[str, ...] = ()
+    require_gpu: bool | None = None
+    where: Where = field(compare=False)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a cell with these image labels is one this rule is about."""
+        return all(
+            _label_matches(labels.get(L.key(name), ""), pattern) for name, pattern in self.match.items()
+        )
+
+
+def _label_matches(value: str, pattern: str) -> bool:
+    if pattern.lower() == "none":
+        return value.strip().lower() in ("", "none")
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expectations:
+    """What the policy expects of one cell: the global rules with every matching `cells` rule added."""
+
+    not_applicable: tuple[str, ...] = ()
+    allow_skip: tuple[str, ...] = ()
+    require_gpu: bool = False
+    rules: tuple[CellRule, ...] = ()
+
+    def applies(self, check_id: str) -> bool:
+        """False for a check the policy declares not applicable to this cell."""
+        return not any(fnmatch.fnmatchcase(check_id, pattern) for pattern in self.not_applicable)
+
+    def skip_allowed(self, check_id: str) -> bool:
+        """Whether a SKIP of `check_id` is fine for this cell (never for a GPU check under require_gpu)."""
+        if self.require_gpu and needs_gpu(check_id):
+            return False
+        return any(fnmatch.fnmatchcase(check_id, pattern) for pattern in self.allow_skip)
+
+
+def needs_gpu(check_id: str) -> bool:
+    """Whether `check_id` is a check that can only run with a GPU."""
+    return any(fnmatch.fnmatchcase(check_id, pattern) for pattern in GPU_CHECKS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,14 +178,32 @@ class Policy:
     ignore: tuple[str, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     baseline: BaselineRule | None = None
+    require_gpu: bool = False
+    cells: tuple[CellRule, ...] = ()
     # Every image must have a passing report on each of these GPU types (a scheduler's GRES type or
     # GPU product, or a pattern of the GPU model's name): `validate --runner ... --gpu-type` makes them.
     require_gpu_types: tuple[str, ...] = ()
     source: str = "<default>"
 
     def skip_allowed(self, check_id: str) -> bool:
-        """Whether a SKIP of `check_id` is acceptable under `allow_skip`."""
+        """Whether a SKIP of `check_id` is acceptable under the global `allow_skip`."""
         return any(fnmatch.fnmatchcase(check_id, pattern) for pattern in self.allow_skip)
+
+    def expectations(self, labels: Mapping[str, str]) -> Expectations:
+        """What this policy expects of the cell whose image has `labels` (the per-cell view that the
+        gate and `envkit promote` apply): matching `cells` rules add to the global rules, and a rule's
+        `require_gpu` overrides the global one (the last matching rule wins)."""
+        rules = tuple(rule for rule in self.cells if rule.matches(labels))
+        require_gpu = self.require_gpu
+        for rule in rules:
+            if rule.require_gpu is not None:
+                require_gpu = rule.require_gpu
+        return Expectations(
+            not_applicable=tuple(pattern for rule in rules for pattern in rule.not_applicable),
+            allow_skip=self.allow_skip + tuple(pattern for rule in rules for pattern in rule.allow_skip),
+            require_gpu=require_gpu,
+            rules=rules,
+        )
 
     def ignored(self, check_id: str) -> bool:
         """Whether `check_id`'s outcome is shown but does not count."""
@@ -211,6 +299,8 @@ class _PolicyParser:
             ignore=self.patterns(data.get("ignore"), ("ignore",)),
             thresholds=self.thresholds(data.get("thresholds")),
             baseline=self.baseline(data.get("baseline")),
+            require_gpu=self.boolean(data.get("require_gpu", False), ("require_gpu",)),
+            cells=self.cells(data.get("cells")),
             require_gpu_types=self.gpu_types(data.get("require_gpu_types"), ("require_gpu_types",)),
             source=self.doc.file,
         )
@@ -273,6 +363,12 @@ class _PolicyParser:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of glob patterns, got {_kind(value)}")
         return tuple(self.check_pattern(item, (*path, i)) for i, item in enumerate(value))
+
+    def metric_patterns(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
+        """Globs over metric names (`decode_tokens_per_s`, `itl_*`): they name metrics, not checks."""
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list of metric names or globs, got {_kind(value)}")
+        return tuple(self.glob(item, (*path, i)) for i, item in enumerate(value))
 
     def gpu_types(self, value: Any, path: tuple[Any, ...]) -> tuple[str, ...]:
         """GPU type names (`h100`, `a100`): glob-safe strings; they name hardware, not checks."""
@@ -363,7 +459,55 @@ class _PolicyParser:
         base = Path(raw_path)
         if not base.is_absolute():
             base = Path(self.doc.file).parent / base
-        return BaselineRule(path=base, tolerance=self.tolerance(data.get("tolerance")))
+        metrics: tuple[str, ...] = DEFAULT_COMPARED
+        if data.get("metrics") is not None:
+            metrics = self.metric_patterns(data["metrics"], ("baseline", "metrics"))
+            if not metrics:
+                raise self.fail(("baseline", "metrics"), "the list of compared metrics is empty")
+        noisy = data.get("noisy", "skip")
+        if noisy not in NOISY_CHOICES:
+            raise self.fail(("baseline", "noisy"), f"{noisy!r} is not one of {', '.join(NOISY_CHOICES)}")
+        return BaselineRule(
+            path=base, tolerance=self.tolerance(data.get("tolerance")), metrics=metrics, noisy=noisy
+        )
+
+    def cells(self, value: Any) -> tuple[CellRule, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(("cells",), f"expected a list of cell rules, got {_kind(value)}")
+        return tuple(self.cell_rule(item, ("cells", i)) for i, item in enumerate(value))
+
+    def cell_rule(self, value: Any, path: tuple[Any, ...]) -> CellRule:
+        data = self.mapping(value, path, _CELL_RULE_KEYS)
+        if "match" not in data:
+            raise self.fail(path, "a cell rule needs 'match' (e.g. match: {flavor: cpu})")
+        match = self.mapping(data["match"], (*path, "match"), CELL_KEYS)
+        if not match:
+            raise self.fail(
+                (*path, "match"), "'match' is empty; name at least one label (flavor, cuda, cell...)"
+            )
+        checked = {
+            str(name): self.glob(
+                str(pattern) if isinstance(pattern, int | float) else pattern, (*path, "match", name)
+            )
+            for name, pattern in match.items()
+        }
+        require_gpu = data.get("require_gpu")
+        if require_gpu is not None:
+            self.boolean(require_gpu, (*path, "require_gpu"))
+        rule = CellRule(
+            match=checked,
+            not_applicable=self.patterns(data.get("not_applicable"), (*path, "not_applicable")),
+            allow_skip=self.patterns(data.get("allow_skip"), (*path, "allow_skip")),
+            require_gpu=require_gpu,
+            where=self.doc.where(*path),
+        )
+        if not (rule.not_applicable or rule.allow_skip or rule.require_gpu is not None):
+            raise self.fail(
+                path, "this cell rule says nothing", "add not_applicable, allow_skip or require_gpu"
+            )
+        return rule
 
     def tolerance(self, value: Any) -> Tolerance:
         if value is None:

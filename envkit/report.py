@@ -1,4 +1,8 @@
-"""Validation reports (schema "envkit.report/1"): frozen dataclasses, a strict loader, a deterministic dump.
+"""Validation reports (schema "envkit.report/2"): frozen dataclasses, a strict loader, a deterministic dump.
+
+The dataclasses below are the one definition of the schema: the JSON keys, which of them may be left
+out (those with a default) and the writer are all derived from their fields. Reports of the previous
+schema ("envkit.report/1", the same shape without the host's CPU, load and GPU clock facts) still load.
 
 A report file is untrusted input (it may come from a CI artifact someone else produced), so the loader
 checks every type, refuses unknown keys, NaN/Infinity, duplicate keys, control characters and huge
@@ -7,6 +11,7 @@ files, and names the file and JSON path of the first problem.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import math
@@ -14,16 +19,18 @@ import os
 import re
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from envkit import labels as L
 from envkit.errors import ConfigError, Where
+from envkit.probe.outcome import NA, STATUSES, worst
 
-SCHEMA = "envkit.report/1"
-STATUSES = ("PASS", "WARN", "FAIL", "SKIP", "ERROR")
+SCHEMA = "envkit.report/2"
+# Schemas this envkit reads; every one of them loads into the current dataclasses.
+READABLE_SCHEMAS = ("envkit.report/1", SCHEMA)
 PROFILES = ("quick", "full")
 MODES = ("container", "local")
 # json builds every value before any check runs: 16 MiB of `[{},{},...]` peaked at 850 MB.
@@ -58,11 +65,15 @@ class GpuInfo:
     mem_clock_max_mhz: int | None = None
     bus_width_bits: int | None = None
     sm_clock_max_mhz: int | None = None
+    # What moves the numbers, read by the host's NVML when the run started (schema 2).
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    power_limit_w: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Host:
-    """Fingerprint of the machine the checks ran on."""
+    """Fingerprint of the machine the checks ran on, collected on the host (not inside the image)."""
 
     hostname: str
     platform: str
@@ -70,16 +81,34 @@ class Host:
     driver: str | None = None
     cuda_driver: str | None = None
     gpus: tuple[GpuInfo, ...] = ()
+    # Schema 2: what moves CPU numbers. Cores available to envkit's process (affinity), the cgroup's CPU
+    # quota in cores (None: unlimited), and the 1/5/15-minute load average before and after the run.
+    cpu_model: str | None = None
+    cpu_count: int | None = None
+    cpus_available: int | None = None
+    cgroup_cpu_quota: float | None = None
+    loadavg_before: tuple[float, ...] | None = None
+    loadavg_after: tuple[float, ...] | None = None
+
+    def hardware_class(self) -> str | None:
+        """What a baseline must share to be comparable: the GPU model (of the first GPU, the one the
+        throughput check measures), or on a host without GPUs the CPU model and the cores available;
+        None when the report does not record them (schema 1 CPU reports)."""
+        if self.gpus:
+            return f"gpu: {self.gpus[0].name}"
+        if self.cpu_model is None or self.cpus_available is None:
+            return None
+        return f"cpu: {self.cpu_model} x{self.cpus_available}"
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImageInfo:
+class ReportImage:
     """The image the checks ran in (absent for `validate --local`)."""
 
     ref: str
     id: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
     digest: str | None = None  # the registry manifest digest (sha256:...) validated, when known
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,10 +134,11 @@ class Check:
 class RunnerFate:
     """What happened to the container that ran the probe."""
 
-    exit_code: int | None
+    exit_code: int | None = None
     oom_killed: bool
     timed_out: bool
     duration_s: float
+    cpus: float | None = None  # the CPU limit the runner gave the container, in cores (schema 2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,11 +150,11 @@ class Report:
     created: str
     profile: str
     mode: str
-    image: ImageInfo | None
+    image: ReportImage | None
     host: Host
     checks: tuple[Check, ...]
-    runner: RunnerFate | None
-    source: str = field(default="", compare=False)
+    runner: RunnerFate | None = None
+    source: str = field(default="", compare=False, metadata={"json": False})
 
     @property
     def label(self) -> str:
@@ -153,9 +183,11 @@ class Report:
         return tuple(check for check in self.checks if check.id == check_id)
 
     def worst_status(self) -> str:
-        """The worst status among the checks (ERROR > FAIL > WARN > SKIP > PASS); PASS when empty."""
-        order = ("PASS", "SKIP", "WARN", "FAIL", "ERROR")
-        return max((check.status for check in self.checks), key=order.index, default="PASS")
+        """The worst status among the checks in envkit's one severity order; PASS when empty.
+
+        N/A checks do not count: a report whose checks are all N/A or PASS is PASS.
+        """
+        return worst(check.status for check in self.checks if check.status != NA)
 
     def versions(self) -> dict[str, str]:
         """Versions worth showing side by side: image labels envkit sets, plus driver and envkit."""
@@ -221,35 +253,10 @@ def report_from_dict(data: Any, *, source: str = "<report>") -> Report:
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
-    """The report as plain JSON values, keys in schema order, maps sorted."""
-    image = None
-    if report.image:
-        image = {
-            "ref": report.image.ref,
-            "id": report.image.id,
-            "labels": dict(sorted(report.image.labels.items())),
-        }
-        if report.image.digest is not None:  # only registry-validated images have one
-            image["digest"] = report.image.digest
-    runner = None
-    if report.runner:
-        runner = {
-            "exit_code": report.runner.exit_code,
-            "oom_killed": report.runner.oom_killed,
-            "timed_out": report.runner.timed_out,
-            "duration_s": report.runner.duration_s,
-        }
-    return {
-        "schema": report.schema,
-        "envkit_version": report.envkit_version,
-        "created": report.created,
-        "profile": report.profile,
-        "mode": report.mode,
-        "image": image,
-        "host": _host_to_dict(report.host),
-        "checks": [_check_to_dict(check) for check in report.checks],
-        "runner": runner,
-    }
+    """The report as plain JSON values in the current schema: keys in field order, maps sorted."""
+    data = _to_json(report)
+    data["schema"] = SCHEMA
+    return data
 
 
 def dump_report(report: Report) -> str:
@@ -257,49 +264,30 @@ def dump_report(report: Report) -> str:
     return json.dumps(report_to_dict(report), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _host_to_dict(host: Host) -> dict[str, Any]:
-    gpus = [
-        {
-            "index": g.index,
-            "name": g.name,
-            "uuid": g.uuid,
-            "memory_total_mib": g.memory_total_mib,
-            "compute_capability": g.compute_capability,
-            "mem_clock_max_mhz": g.mem_clock_max_mhz,
-            "bus_width_bits": g.bus_width_bits,
-            "sm_clock_max_mhz": g.sm_clock_max_mhz,
-        }
-        for g in host.gpus
-    ]
-    return {
-        "hostname": host.hostname,
-        "platform": host.platform,
-        "python": host.python,
-        "driver": host.driver,
-        "cuda_driver": host.cuda_driver,
-        "gpus": gpus,
-    }
-
-
-def _check_to_dict(check: Check) -> dict[str, Any]:
-    return {
-        "id": check.id,
-        "status": check.status,
-        "summary": check.summary,
-        "metrics": dict(sorted(check.metrics.items())),
-        "duration_s": check.duration_s,
-        "hint": check.hint,
-        "device": check.device,
-        "details": _sorted_json(check.details),
-    }
-
-
-def _sorted_json(value: Any) -> Any:
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in _json_fields(type(value))}
     if isinstance(value, Mapping):
-        return {key: _sorted_json(value[key]) for key in sorted(value)}
+        return {key: _to_json(value[key]) for key in sorted(value)}
     if isinstance(value, list | tuple):
-        return [_sorted_json(item) for item in value]
+        return [_to_json(item) for item in value]
     return value
+
+
+def _json_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return tuple(f for f in dataclasses.fields(cls) if f.metadata.get("json", True))
+
+
+def schema_keys(cls: type) -> tuple[str, ...]:
+    """The JSON keys of one schema object (a report dataclass), in the order the writer emits them."""
+    return tuple(f.name for f in _json_fields(cls))
+
+
+def optional_keys(cls: type) -> tuple[str, ...]:
+    """The keys a reader may find absent: those whose field has a default."""
+    return tuple(
+        f.name for f in _json_fields(cls) if f.default is not MISSING or f.default_factory is not MISSING
+    )
 
 
 class _BadJSON(ValueError):
@@ -353,39 +341,6 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_TOP_KEYS = ("schema", "envkit_version", "created", "profile", "mode", "image", "host", "checks", "runner")
-_IMAGE_KEYS = ("ref", "id", "digest", "labels")
-_HOST_KEYS = ("hostname", "platform", "python", "driver", "cuda_driver", "gpus")
-_GPU_KEYS = (
-    "index",
-    "name",
-    "uuid",
-    "memory_total_mib",
-    "compute_capability",
-    "mem_clock_max_mhz",
-    "bus_width_bits",
-    "sm_clock_max_mhz",
-)
-_CHECK_KEYS = ("id", "status", "summary", "metrics", "duration_s", "hint", "device", "details")
-_RUNNER_KEYS = ("exit_code", "oom_killed", "timed_out", "duration_s")
-# Keys whose value may be null may also be left out.
-_OPTIONAL = {
-    "image": ("id", "digest", "labels"),
-    "host": ("driver", "cuda_driver"),
-    "gpu": (
-        "uuid",
-        "memory_total_mib",
-        "compute_capability",
-        "mem_clock_max_mhz",
-        "bus_width_bits",
-        "sm_clock_max_mhz",
-    ),
-    "check": ("hint", "device", "metrics", "details"),
-    "runner": ("exit_code",),
-    "top": ("runner",),
-}
-
-
 class _Reader:
     """Walks decoded JSON with a path so every error says where it is."""
 
@@ -395,7 +350,8 @@ class _Reader:
     def fail(self, path: tuple[Any, ...], message: str, hint: str | None = None) -> ConfigError:
         return ConfigError(message, where=Where(self.source, None, _json_path(path)), hint=hint)
 
-    def obj(self, value: Any, path: tuple[Any, ...], keys: tuple[str, ...], kind: str) -> dict[str, Any]:
+    def obj(self, value: Any, path: tuple[Any, ...], cls: type) -> dict[str, Any]:
+        keys, optional = schema_keys(cls), optional_keys(cls)
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a JSON object, got {_kind(value)}")
         for key in value:
@@ -404,7 +360,7 @@ class _Reader:
                 hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(keys)}"
                 raise self.fail((*path, key), f"unknown key {_short(key)!r}", hint)
         for key in keys:
-            if key not in value and key not in _OPTIONAL[kind]:
+            if key not in value and key not in optional:
                 raise self.fail((*path, key), "required key is missing")
         return value
 
@@ -464,14 +420,15 @@ class _Reader:
         return text
 
     def report(self, data: Any) -> Report:
-        if isinstance(data, dict) and data.get("schema") != SCHEMA:
+        if isinstance(data, dict) and data.get("schema") not in READABLE_SCHEMAS:
             schema = data.get("schema")
             raise self.fail(
                 ("schema",),
-                f"unknown report schema {_short(str(schema))!r}; this envkit reads {SCHEMA!r}",
+                f"unknown report schema {_short(str(schema))!r}; this envkit reads "
+                f"{' and '.join(repr(known) for known in READABLE_SCHEMAS)}",
                 "re-run the validation with this envkit version, or gate with the envkit that wrote it",
             )
-        data = self.obj(data, (), _TOP_KEYS, "top")
+        data = self.obj(data, (), Report)
         checks = self.listing(data["checks"], ("checks",), self.check)
         return Report(
             schema=SCHEMA,
@@ -505,8 +462,8 @@ class _Reader:
             raise self.fail(path, "time must be in UTC (ending in Z or +00:00)")
         return text
 
-    def image(self, value: Any, path: tuple[Any, ...]) -> ImageInfo:
-        data = self.obj(value, path, _IMAGE_KEYS, "image")
+    def image(self, value: Any, path: tuple[Any, ...]) -> ReportImage:
+        data = self.obj(value, path, ReportImage)
         labels = data.get("labels") or {}
         if not isinstance(labels, dict):
             raise self.fail((*path, "labels"), f"expected a JSON object, got {_kind(labels)}")
@@ -514,7 +471,7 @@ class _Reader:
             self.string(key, (*path, "labels", key)): self.string(val, (*path, "labels", key), empty=True)
             for key, val in labels.items()
         }
-        return ImageInfo(
+        return ReportImage(
             ref=self.string(data["ref"], (*path, "ref")),
             id=self.opt_string(data.get("id"), (*path, "id")),
             labels=checked,
@@ -522,8 +479,9 @@ class _Reader:
         )
 
     def host(self, value: Any, path: tuple[Any, ...]) -> Host:
-        data = self.obj(value, path, _HOST_KEYS, "host")
-        gpus = self.listing(data["gpus"], (*path, "gpus"), self.gpu)
+        data = self.obj(value, path, Host)
+        gpus = self.listing(data.get("gpus", []), (*path, "gpus"), self.gpu)
+        quota = data.get("cgroup_cpu_quota")
         return Host(
             hostname=self.string(data["hostname"], (*path, "hostname"), empty=True),
             platform=self.string(data["platform"], (*path, "platform"), empty=True),
@@ -531,24 +489,48 @@ class _Reader:
             driver=self.opt_string(data.get("driver"), (*path, "driver")),
             cuda_driver=self.opt_string(data.get("cuda_driver"), (*path, "cuda_driver")),
             gpus=tuple(gpus),
+            cpu_model=self.opt_string(data.get("cpu_model"), (*path, "cpu_model")),
+            cpu_count=self.opt_integer(data.get("cpu_count"), (*path, "cpu_count")),
+            cpus_available=self.opt_integer(data.get("cpus_available"), (*path, "cpus_available")),
+            cgroup_cpu_quota=None
+            if quota is None
+            else self.number(quota, (*path, "cgroup_cpu_quota"), minimum=0),
+            loadavg_before=self.loadavg(data.get("loadavg_before"), (*path, "loadavg_before")),
+            loadavg_after=self.loadavg(data.get("loadavg_after"), (*path, "loadavg_after")),
         )
 
+    def loadavg(self, value: Any, path: tuple[Any, ...]) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list) or len(value) != 3:
+            raise self.fail(path, "expected the 1, 5 and 15-minute load averages: an array of 3 numbers")
+        return tuple(self.number(item, (*path, i), minimum=0) for i, item in enumerate(value))
+
     def gpu(self, value: Any, path: tuple[Any, ...]) -> GpuInfo:
-        data = self.obj(value, path, _GPU_KEYS, "gpu")
+        data = self.obj(value, path, GpuInfo)
         ints = {
             key: self.opt_integer(data.get(key), (*path, key))
-            for key in ("memory_total_mib", "mem_clock_max_mhz", "bus_width_bits", "sm_clock_max_mhz")
+            for key in (
+                "memory_total_mib",
+                "mem_clock_max_mhz",
+                "bus_width_bits",
+                "sm_clock_max_mhz",
+                "sm_clock_mhz",
+                "mem_clock_mhz",
+            )
         }
+        power = data.get("power_limit_w")
         return GpuInfo(
             index=self.integer(data["index"], (*path, "index")),
             name=self.string(data["name"], (*path, "name")),
             uuid=self.opt_string(data.get("uuid"), (*path, "uuid")),
             compute_capability=self.opt_string(data.get("compute_capability"), (*path, "compute_capability")),
+            power_limit_w=None if power is None else self.number(power, (*path, "power_limit_w"), minimum=0),
             **ints,
         )
 
     def check(self, value: Any, path: tuple[Any, ...]) -> Check:
-        data = self.obj(value, path, _CHECK_KEYS, "check")
+        data = self.obj(value, path, Check)
         check_id = self.string(data["id"], (*path, "id"))
         if not CHECK_ID.match(check_id):
             raise self.fail(
@@ -559,7 +541,7 @@ class _Reader:
             status=self.choice(data["status"], (*path, "status"), STATUSES),
             summary=self.string(data["summary"], (*path, "summary"), empty=True),
             metrics=self.metrics(data.get("metrics") or {}, (*path, "metrics")),
-            duration_s=self.number(data["duration_s"], (*path, "duration_s"), minimum=0),
+            duration_s=self.number(data.get("duration_s", 0.0), (*path, "duration_s"), minimum=0),
             hint=self.opt_string(data.get("hint"), (*path, "hint"), multiline=True),
             device=self.opt_integer(data.get("device"), (*path, "device")),
             details=self.details(data.get("details") or {}, (*path, "details")),
@@ -599,15 +581,17 @@ class _Reader:
         return value
 
     def runner(self, value: Any, path: tuple[Any, ...]) -> RunnerFate:
-        data = self.obj(value, path, _RUNNER_KEYS, "runner")
+        data = self.obj(value, path, RunnerFate)
         exit_code = data.get("exit_code")
         if exit_code is not None:
             self.integer(exit_code, (*path, "exit_code"), minimum=-(2**31))
+        cpus = data.get("cpus")
         return RunnerFate(
             exit_code=exit_code,
             oom_killed=self.boolean(data["oom_killed"], (*path, "oom_killed")),
             timed_out=self.boolean(data["timed_out"], (*path, "timed_out")),
             duration_s=self.number(data["duration_s"], (*path, "duration_s"), minimum=0),
+            cpus=None if cpus is None else self.number(cpus, (*path, "cpus"), minimum=0),
         )
 
 

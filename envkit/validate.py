@@ -36,15 +36,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from envkit import __version__
+from envkit import __version__, hostfacts
 from envkit import labels as L
 from envkit.engine import ContainerSpec, Engine, EngineError, ExitStatus, ImageInfo, TooLarge, parse_gpus
 from envkit.errors import ConfigError, EnvkitError
 from envkit.gc import probe_container_name
 from envkit.probe import nvml
 from envkit.probe.registry import CHECKS, SELFTESTS
-from envkit.report import MAX_REPORT_BYTES, SCHEMA, Report, clean_text, report_from_dict
-from envkit.report import ImageInfo as ReportImage
+from envkit.report import MAX_REPORT_BYTES, SCHEMA, Report, ReportImage, clean_text, report_from_dict
 from envkit.scratch import scratch_dir
 from envkit.userchecks import UserChecks, metadata_records
 
@@ -173,6 +172,7 @@ class RunSettings:
     memory: int | None = 8 * 1024**3
     pids: int | None = 4096
     shm: int | None = 1024**3
+    cpus: float | None = None
     timeout_s: float | None = None
     user: str | None = None
     only: tuple[str, ...] = ()
@@ -191,7 +191,7 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
         image = engine.pull(ref)  # by digest: exactly the bytes the registry holds under that digest
     if image is None:
         raise ConfigError(f"no image {ref!r} on the engine", hint="build it (envkit build) or pull it first")
-    clock = time.monotonic()
+    clock, load_before = time.monotonic(), hostfacts.load_average()
     probe = _run_container(engine, ref, image, settings)
     runner = _fate(probe.status, time.monotonic() - clock, probe.logs, settings)
     runner["_problem"] = probe.problem
@@ -205,6 +205,7 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
         ref=ref,
         runner=runner,
         extra=_metadata_checks(settings, image),
+        load_before=load_before,
     )
 
 
@@ -219,7 +220,7 @@ def _metadata_checks(settings: RunSettings, image: ImageInfo | None) -> list[dic
 
 def validate_local(settings: RunSettings, python: str | None = None) -> Report:
     """Run the probe on this host with `python` (default: this interpreter), without Docker."""
-    clock = time.monotonic()
+    clock, load_before = time.monotonic(), hostfacts.load_average()
     with scratch_dir("envkit-local-") as tmp:
         out = tmp / "result.json"
         command = [
@@ -254,6 +255,7 @@ def validate_local(settings: RunSettings, python: str | None = None) -> Report:
         ref=None,
         runner=runner,
         extra=_metadata_checks(settings, None),
+        load_before=load_before,
     )
 
 
@@ -323,6 +325,7 @@ def probe_container_spec(
         mem_limit=settings.memory,
         pids_limit=settings.pids,
         shm_size=settings.shm,
+        nano_cpus=None if settings.cpus is None else round(settings.cpus * 1e9),
         gpus=settings.gpus,
     )
 
@@ -477,6 +480,7 @@ def _fate(status: ExitStatus, duration: float, logs: str, settings: RunSettings)
         "oom_killed": status.oom_killed,
         "timed_out": status.timed_out,
         "duration_s": round(duration, 3),
+        "cpus": settings.cpus,
         "_logs": logs,
         "_error": status.error,
         "_limit": settings.memory,
@@ -581,8 +585,10 @@ def _assemble(
     ref: str | None,
     runner: dict[str, Any],
     extra: list[dict[str, Any]] | None = None,
+    load_before: tuple[float, float, float] | None = None,
 ) -> Report:
     host = host_block(settings, mode)
+    host |= _host_facts(host["gpus"], load_before)
     # How many GPUs the container was given, when this host's NVML can tell (else None: unchecked).
     given = len(host["gpus"]) if host["driver"] is not None else None
     # A scheduler's job is watched by the scheduler (its time limit bounds it), not by this runner.
@@ -791,6 +797,23 @@ def _given(gpus: list[dict[str, Any]], request: str | None) -> list[dict[str, An
         ids = set(wanted.device_ids)
         return [gpu for gpu in gpus if str(gpu.get("index")) in ids or gpu.get("uuid") in ids]
     return gpus if wanted.count < 0 else gpus[: wanted.count]
+
+
+def _host_facts(
+    gpus: list[dict[str, Any]], load_before: tuple[float, float, float] | None
+) -> dict[str, Any]:
+    # Collected here, on the host: what moves the numbers (report schema 2), for the GPUs the runner
+    # itself found and gave the container (never the container's own account of them).
+    return {
+        **hostfacts.cpu_facts(),
+        "loadavg_before": _listed(load_before),
+        "loadavg_after": _listed(hostfacts.load_average()),
+        "gpus": hostfacts.with_gpu_facts(gpus, hostfacts.host_gpu_facts()) if gpus else [],
+    }
+
+
+def _listed(load: tuple[float, float, float] | None) -> list[float] | None:
+    return None if load is None else list(load)
 
 
 def host_has_gpu() -> bool:

@@ -89,6 +89,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--pids", type=int, default=4096, metavar="N", help="container pids limit")
     parser.add_argument(
+        "--cpus", type=float, metavar="N", help="container CPU quota in cores, as docker run --cpus"
+    )
+    parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="whole-probe timeout (default by profile)"
     )
     parser.add_argument("--user", metavar="USER", help="run as this user (default: the image's own user)")
@@ -347,6 +350,8 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         parse_gpus(gpus)
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.cpus is not None and not 0.01 <= args.cpus <= 4096:
+        raise UsageError(f"--cpus {args.cpus}: expected a number of cores such as 2 or 0.5")
     for check in args.only:
         # user.* ids are checked against the declared user checks (_check_user_only).
         if check not in known_check_ids() and not check.startswith(USER_PREFIX):
@@ -357,6 +362,7 @@ def _settings(args: argparse.Namespace) -> RunSettings:
         memory=parse_size(args.memory, "--memory"),
         pids=args.pids,
         shm=parse_size(args.shm_size, "--shm-size"),
+        cpus=args.cpus,
         timeout_s=args.timeout,
         user=args.user,
         only=tuple(args.only),

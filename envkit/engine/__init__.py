@@ -131,6 +131,7 @@ class ContainerSpec:
     mem_limit: int | None = None
     pids_limit: int | None = None
     shm_size: int | None = None
+    nano_cpus: int | None = None  # CPU quota in 1e-9 cores, as `docker run --cpus` (None: no quota)
     gpus: str | None = None  # "all" | "2" | "device=0,1", as `docker run --gpus`
     working_dir: str | None = None
     read_only: bool = False

@@ -536,6 +536,8 @@ def _host_config_args(spec: ContainerSpec) -> dict[str, Any]:
         args["pids_limit"] = spec.pids_limit
     if spec.shm_size is not None:
         args["shm_size"] = spec.shm_size
+    if spec.nano_cpus is not None:
+        args["nano_cpus"] = spec.nano_cpus
     return args
 
 

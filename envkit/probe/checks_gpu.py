@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import collections
+import importlib.util
 import os
 from typing import Any
 
 from . import arch, nvml, versions
 from .context import Context
-from .outcome import ERROR, FAIL, PASS, SKIP, WARN, Outcome, worst
+from .outcome import ERROR, FAIL, NA, PASS, SKIP, WARN, Outcome, worst
 from .torchfacts import NO_GPU_HINT, gpu_or_skip, no_gpu_outcome, no_nvidia_device_nodes, torch_or_skip
 
 NVML_HINT = "install nvidia-ml-py in the image (or let the runner copy pynvml.py next to the probe)"
@@ -17,8 +19,58 @@ NVML_HINT = "install nvidia-ml-py in the image (or let the runner copy pynvml.py
 TOLERANCES = {"matmul_fp32": 1e-4, "matmul_fp16": 1e-2, "matmul_bf16": 4e-2, "conv2d_fp32": 1e-3}
 
 
+def not_applicable(ctx: Context) -> Outcome | None:
+    """An N/A outcome when GPU checks do not apply to this image, else None.
+
+    They do not apply when the image promises no CUDA (its io.envkit labels name no CUDA version and
+    no CUDA wheel variant) and ships a torch built without CUDA or ROCm. A CUDA image on a host without
+    a GPU is not N/A: its GPU checks could have run, so they SKIP (and `--require-gpu` fails them).
+    """
+    promised = [value for value in (ctx.label("cuda"), ctx.label("torch-variant")) if value]
+    if any(value.lower() not in ("none", "cpu") for value in promised):
+        return None
+    built_for = _torch_gpu_build()
+    if built_for != "":
+        return None  # a CUDA/ROCm torch, or torch not found (env.torch says why)
+    return Outcome(
+        status=NA,
+        summary="not applicable: a CPU image (no CUDA promised by its labels, torch built without CUDA)",
+        details={"labels": {"cuda": ctx.label("cuda"), "torch-variant": ctx.label("torch-variant")}},
+    )
+
+
+def _torch_gpu_build() -> str | None:
+    """torch.version.cuda (or .hip) read from torch/version.py without importing torch (seconds on a
+    CPU host); "" for a CPU-only build, None when torch or its version file cannot be found."""
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    try:
+        with open(os.path.join(os.path.dirname(spec.origin), "version.py"), encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        target: ast.expr | None = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant):
+            found[target.id] = value.value
+    if "cuda" not in found:
+        return None
+    return str(found.get("cuda") or found.get("hip") or "")
+
+
 def check_visibility(ctx: Context) -> Outcome:
     """gpu.visibility: torch.cuda and NVML agree on how many GPUs and which models."""
+    skipped = not_applicable(ctx)
+    if skipped:
+        return skipped
     if no_nvidia_device_nodes():
         return no_gpu_outcome()
     torch, skipped = torch_or_skip()
@@ -91,6 +143,9 @@ def _torch_sees_none(
 
 def check_driver(ctx: Context) -> Outcome:
     """gpu.driver: the host driver (NVML) against io.envkit.driver-floor and the CUDA compat floor."""
+    skipped = not_applicable(ctx)
+    if skipped:
+        return skipped
     if no_nvidia_device_nodes():
         return no_gpu_outcome()
     torch = torch_or_skip()[0]
@@ -138,7 +193,10 @@ def _torch_driver_api(torch: Any) -> str | None:
 
 def check_arch(ctx: Context) -> Outcome:
     """gpu.arch: each device's compute capability is covered by torch.cuda.get_arch_list()."""
-    torch, skipped = gpu_or_skip()
+    torch: Any = None
+    skipped = not_applicable(ctx)
+    if not skipped:
+        torch, skipped = gpu_or_skip()
     if skipped:
         return skipped
     arch_list = list(torch.cuda.get_arch_list())
@@ -195,7 +253,10 @@ def _arch_hint(row: dict[str, Any]) -> str | None:
 
 def check_kernels(ctx: Context) -> Outcome:
     """gpu.kernels: matmul fp32/fp16/bf16 and a cuDNN conv2d agree with a CPU reference, per device."""
-    torch, skipped = gpu_or_skip()
+    torch: Any = None
+    skipped = not_applicable(ctx)
+    if not skipped:
+        torch, skipped = gpu_or_skip()
     if skipped:
         return skipped
     torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would blow the fp32 tolerance by design

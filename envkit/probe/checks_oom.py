@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+from .checks_gpu import not_applicable
 from .context import Context
 from .outcome import FAIL, PASS, SKIP, Outcome
 from .torchfacts import gpu_or_skip, torch_or_skip
@@ -20,7 +21,10 @@ RSS_TOLERANCE_BYTES = 96 * MIB
 
 def check_oom_gpu(ctx: Context) -> Outcome:
     """oom.gpu: over a per-process memory cap -> torch.cuda.OutOfMemoryError; then recover."""
-    torch, skipped = gpu_or_skip()
+    torch: Any = None
+    skipped = not_applicable(ctx)
+    if not skipped:
+        torch, skipped = gpu_or_skip()
     if skipped:
         return skipped
     error_type = getattr(torch.cuda, "OutOfMemoryError", None)

@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 from .context import Context
-from .outcome import FAIL, PASS, SKIP, WARN, Outcome
+from .outcome import FAIL, NA, PASS, SKIP, WARN, Outcome
 
 JUPYTER_START_S = 120.0
 SSHD_START_S = 20.0
@@ -53,13 +53,13 @@ KERNEL_CODE = (
 
 
 def _not_applicable(ctx: Context, layer: str) -> Outcome | None:
-    """SKIP (not applicable) unless the image has the layer or the check was asked for by id."""
+    """N/A unless the image has the layer or the check was asked for by id."""
     layers = [part.strip() for part in (ctx.label("user-layer") or "").split(",")]
     if layer in layers or f"service.{layer}" in ctx.only:
         return None
     return Outcome(
-        status=SKIP,
-        summary=f"N/A: the image has no {layer} user layer",
+        status=NA,
+        summary=f"the image has no {layer} user layer",
         hint=f"to check a {layer} service an image has anyway, ask for it: --only service.{layer}",
         details={"not_applicable": True},
     )

@@ -11,10 +11,13 @@ WARN = "WARN"
 FAIL = "FAIL"
 SKIP = "SKIP"
 ERROR = "ERROR"
-STATUSES = (PASS, WARN, FAIL, SKIP, ERROR)
+NA = "N/A"  # the check does not apply to this image (GPU checks on a CPU image): no effect on a verdict
 
-# Order used when several findings fold into one status: the worst one wins.
-_SEVERITY = {SKIP: 0, PASS: 1, WARN: 2, FAIL: 3, ERROR: 4}
+# The one severity order of envkit, least to most severe; the probe, the report, the gate and every view
+# use it. SKIP ("could have run but did not") ranks above PASS: a skipped check proved nothing.
+SEVERITY_ORDER = (NA, PASS, SKIP, WARN, FAIL, ERROR)
+STATUSES = SEVERITY_ORDER
+_SEVERITY = {status: rank for rank, status in enumerate(SEVERITY_ORDER)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +66,14 @@ def _is_number(value: Any) -> bool:
     return math.isfinite(value)
 
 
+def severity(status: str) -> int:
+    """The rank of `status` in SEVERITY_ORDER (0 for N/A, the least severe); KeyError when unknown."""
+    return _SEVERITY[status]
+
+
 def worst(statuses: Iterable[str]) -> str:
     """The most severe status among `statuses` (PASS for none)."""
-    return max(statuses, key=lambda status: _SEVERITY[status], default=PASS)
+    return max(statuses, key=severity, default=PASS)
 
 
 def to_record(check_id: str, outcome: Outcome, duration_s: float) -> dict[str, Any]:

@@ -1,19 +1,84 @@
-"""Helpers every view shares: names for reports, status counts, number formatting, writing files."""
+"""Helpers every view shares: names for reports, the verdict per image, status counts, number
+formatting, writing files."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from envkit.errors import UsageError
+from envkit.gate import GateResult, run_gate
+from envkit.policy import Policy
+from envkit.probe.outcome import SEVERITY_ORDER, SKIP, severity
 from envkit.report import Check, Report
 
-STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "bold red", "SKIP": "dim"}
+# Terminal styles, in the one severity order; N/A ("does not apply") is blue, apart from a dim SKIP.
+STATUS_STYLE = {
+    "N/A": "blue",
+    "PASS": "green",
+    "SKIP": "magenta",
+    "WARN": "yellow",
+    "FAIL": "red",
+    "ERROR": "bold red",
+}
 HEADLINE_METRICS = (("decode_tokens_per_s", "tok/s"), ("itl_p99_ms", "p99 ms"), ("kv_speedup", "KV x"))
+# Without --policy, a report is releasable when no check failed or errored.
+NO_POLICY = "no policy (releasable = no check FAIL or ERROR)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerdictLine:
+    """The verdict at a glance for one report: releasable or not, and why not in a few words."""
+
+    name: str
+    releasable: bool
+    why: str
+    report: Report
+
+
+def verdict_lines(result: GateResult) -> list[VerdictLine]:
+    """One line per report of a gate run, in its order, named so two reports of one image differ."""
+    names = distinct_names([verdict.report for verdict in result.verdicts])
+    return [
+        VerdictLine(name=name, releasable=verdict.passed, why=verdict.why_not(), report=verdict.report)
+        for name, verdict in zip(names, result.verdicts, strict=True)
+    ]
+
+
+def judge(reports: Sequence[Report], policy: Policy | None = None) -> GateResult:
+    """The gate result the report views open with: under `policy`, or under no policy at all."""
+    return run_gate(list(reports), policy or Policy(source=NO_POLICY))
+
+
+def shows_hint(status: str) -> bool:
+    """Whether a check's hint is worth showing: WARN and worse."""
+    return severity(status) > severity(SKIP)
+
+
+def css_class(status: str) -> str:
+    """A status as a CSS class name ("N/A" -> "NA")."""
+    return status.replace("/", "")
 
 
 def display_name(report: Report) -> str:
     """`<image or local:host> @ <GPU> (<profile>)`: unique enough to tell reports apart in a view."""
     return f"{report.label} @ {report.gpu_model} ({report.profile})"
+
+
+def distinct_names(reports: Sequence[Report]) -> list[str]:
+    """`display_name` of each report, with the time it was made added where two reports share a name
+    (and the report file's name where even that is the same)."""
+    names = [display_name(report) for report in reports]
+    for level in (lambda r: r.created, lambda r: Path(r.source).name or "?"):
+        seen: dict[str, int] = {}
+        for name in names:
+            seen[name] = seen.get(name, 0) + 1
+        names = [
+            f"{name} · {level(report)}" if seen[name] > 1 else name
+            for name, report in zip(names, reports, strict=True)
+        ]
+    return names
 
 
 def short_name(report: Report) -> str:
@@ -25,13 +90,14 @@ def short_name(report: Report) -> str:
 
 
 def throughput(report: Report) -> Check | None:
-    """The first throughput.generate record that is not skipped, if any."""
-    return next((check for check in report.find("throughput.generate") if check.status != "SKIP"), None)
+    """The first throughput.generate record that ran (not skipped, not N/A), if any."""
+    records = report.find("throughput.generate")
+    return next((check for check in records if check.status not in ("SKIP", "N/A")), None)
 
 
 def status_counts(report: Report) -> dict[str, int]:
-    """How many check records have each status."""
-    counts = dict.fromkeys(("PASS", "WARN", "FAIL", "SKIP", "ERROR"), 0)
+    """How many check records have each status, in the one severity order."""
+    counts = dict.fromkeys(SEVERITY_ORDER, 0)
     for check in report.checks:
         counts[check.status] += 1
     return counts

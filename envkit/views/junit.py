@@ -42,15 +42,15 @@ def _junit_suite(verdict: ImageVerdict) -> tuple[ET.Element, dict[str, int], flo
         counts["tests"] += 1
         seconds += finding.duration_s
         text = finding.message + (f"\nhint: {finding.hint}" if finding.hint else "")
-        if finding.outcome == FAIL and finding.status == "ERROR":
+        if finding.effect == FAIL and finding.status == "ERROR":
             ET.SubElement(case, "error", message=finding.message, type="ERROR").text = text
             counts["errors"] += 1
-        elif finding.outcome == FAIL:
+        elif finding.effect == FAIL:
             ET.SubElement(
                 case, "failure", message=finding.message, type=finding.status or finding.kind
             ).text = text
             counts["failures"] += 1
-        elif finding.outcome == SKIP:
+        elif finding.effect == SKIP:
             ET.SubElement(case, "skipped", message=finding.message)
             counts["skipped"] += 1
     for key, value in counts.items():

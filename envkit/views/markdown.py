@@ -7,8 +7,19 @@ import re
 from collections.abc import Sequence
 
 from envkit.gate import GateResult
+from envkit.probe.outcome import SEVERITY_ORDER
 from envkit.report import Report
-from envkit.views.common import HEADLINE_METRICS, display_name, fmt, headline_metric, status_counts
+from envkit.views.common import (
+    HEADLINE_METRICS,
+    display_name,
+    distinct_names,
+    fmt,
+    headline_metric,
+    judge,
+    shows_hint,
+    status_counts,
+    verdict_lines,
+)
 
 
 def md(text: str) -> str:
@@ -18,14 +29,26 @@ def md(text: str) -> str:
     return re.sub(r"([\\`*_\[\]|#!~])", r"\\\1", text)
 
 
-def reports_markdown(reports: Sequence[Report]) -> str:
-    """Markdown: one summary table, then a checks table per report."""
+def verdict_markdown(result: GateResult) -> list[str]:
+    """One bullet per image: releasable or not under the policy, why not in a few words."""
+    lines = []
+    for line in verdict_lines(result):
+        word = "✅ **releasable**" if line.releasable else "❌ **not releasable**"
+        lines.append(f"- {word} — {md(line.name)}" + (f": {md(line.why)}" if line.why else ""))
+    return [*lines, "", f"Policy: `{md(result.policy.source)}`"]
+
+
+def reports_markdown(reports: Sequence[Report], gate: GateResult | None = None) -> str:
+    """Markdown: the verdict per image (under `gate`'s policy, or none), a summary table, then a checks
+    table per report."""
+    counted = " | ".join(status.lower() for status in SEVERITY_ORDER)
     lines = [
         "# envkit validation reports",
         "",
-        "| image | GPU | profile | status | pass | warn | fail | skip | error "
-        "| decode tok/s | ITL p99 ms | KV x |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *verdict_markdown(gate or judge(reports)),
+        "",
+        f"| image | GPU | profile | status | {counted} | decode tok/s | ITL p99 ms | KV x |",
+        "|---|---|---|---|" + "---:|" * len(SEVERITY_ORDER) + "---:|---:|---:|",
     ]
     for report in reports:
         counts = status_counts(report)
@@ -37,10 +60,10 @@ def reports_markdown(reports: Sequence[Report]) -> str:
             + " | ".join(metrics)
             + " |"
         )
-    for report in reports:
-        lines += ["", f"## {md(display_name(report))}", "", "| check | status | summary |", "|---|---|---|"]
+    for report, name in zip(reports, distinct_names(reports), strict=True):
+        lines += ["", f"## {md(name)}", "", "| check | status | summary |", "|---|---|---|"]
         for check in report.checks:
-            hint = f" — hint: {md(check.hint)}" if check.hint and check.status not in ("PASS", "SKIP") else ""
+            hint = f" — hint: {md(check.hint)}" if check.hint and shows_hint(check.status) else ""
             lines.append(f"| {md(check.name)} | {check.status} | {md(check.summary)}{hint} |")
     return "\n".join(lines) + "\n"
 
@@ -51,7 +74,9 @@ def gate_markdown(result: GateResult) -> str:
     lines = [
         f"## envkit gate: {overall}",
         "",
-        f"Policy `{md(result.policy.source)}`, {len(result.verdicts)} report(s).",
+        *verdict_markdown(result),
+        "",
+        f"{len(result.verdicts)} report(s).",
         "",
         "| image | GPU | profile | verdict | pass | fail | skip |",
         "|---|---|---|---|---:|---:|---:|",

@@ -17,15 +17,40 @@ from envkit.views.common import (
     display_name,
     fmt,
     headline_metric,
+    judge,
+    shows_hint,
     status_counts,
+    verdict_lines,
 )
 
 
-def print_reports(console: Console, reports: Sequence[Report]) -> None:
-    """Summary table of all reports, then each report's checks."""
+def print_reports(console: Console, reports: Sequence[Report], gate: GateResult | None = None) -> None:
+    """The verdict per image (under `gate`'s policy, or none), the summary table, each report's checks."""
+    print_verdicts(console, gate or judge(reports))
     console.print(summary_table(reports))
     for report in reports:
         console.print(checks_table(report))
+
+
+def verdict_text(result: GateResult) -> Text:
+    """One line per image: releasable or not under the policy, and why not in a few words."""
+    text = Text()
+    for line in verdict_lines(result):
+        if line.releasable:
+            text.append("releasable      ", style="bold green")
+        else:
+            text.append("NOT releasable  ", style="bold red")
+        text.append(line.name)
+        if line.why:
+            text.append(f" — {line.why}", style="red")
+        text.append("\n")
+    text.append(f"policy: {result.policy.source}", style="dim")
+    return text
+
+
+def print_verdicts(console: Console, result: GateResult) -> None:
+    """The verdict lines, first thing on the screen: one line per image whatever the console width."""
+    console.print(verdict_text(result), soft_wrap=True)
 
 
 def summary_table(reports: Sequence[Report]) -> Table:
@@ -64,7 +89,7 @@ def checks_table(report: Report) -> Table:
         table.add_column(column)
     for check in report.checks:
         summary = Text(check.summary)
-        if check.hint and check.status not in ("PASS", "SKIP"):
+        if check.hint and shows_hint(check.status):
             summary.append(f"\nhint: {check.hint}", style="italic")
         table.add_row(
             Text(check.name),
@@ -76,7 +101,8 @@ def checks_table(report: Report) -> Table:
 
 
 def print_gate(console: Console, result: GateResult) -> None:
-    """Verdict table per image, then every failure with its hint, then the overall verdict."""
+    """Verdict lines, a verdict table per image, every failure with its hint, then the overall verdict."""
+    print_verdicts(console, result)
     table = Table(title="envkit gate", title_justify="left")
     table.add_column("image", overflow="fold", ratio=3)
     for column in ("gpu", "profile", "verdict", "findings", "baseline"):

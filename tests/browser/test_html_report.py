@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from envkit.gate import run_gate
+from envkit.policy import load_policy
 from envkit.report import Report, load_report
 from envkit.views import reports_html
 
@@ -111,12 +113,99 @@ def test_scripts_ran_and_charts_are_in_the_live_dom(tmp_path: Path, page: Path) 
 
 def test_screenshot_shows_the_bars(tmp_path: Path, page: Path) -> None:
     shot = tmp_path / "shot.png"
-    _run_chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1000,1500", "--hide-scrollbars")
+    _run_chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1000,2600", "--hide-scrollbars")
     width, height, pixels = _decode_png(shot.read_bytes())
-    assert (width, height) == (1000, 1500)
+    assert (width, height) == (1000, 2600)
     blue = sum(1 for pixel in pixels if _near(pixel, BAR_BLUE))
     assert blue > 2000, f"only {blue} bar-coloured pixels: the charts did not render"
     assert len(set(pixels)) > 20  # not a blank page
+
+
+RELEASABLE_GREEN = (0xDA, 0xFB, 0xE1)
+BLOCKED_RED = (0xFF, 0xEB, 0xE9)
+POLICY = "version: 1\nrequire: {env.torch: [PASS], gpu.visibility: [PASS]}\nallow_skip: [gpu.*]\n"
+
+
+class _Verdicts(HTMLParser):
+    """The verdict items of a page: their attributes and their text, plus every <time> and the policy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[tuple[dict[str, str | None], list[str]]] = []
+        self.times: list[str | None] = []
+        self.policy: str | None = None
+        self.order: list[str] = []
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.order.append(str(found["id"]))
+        if tag == "section" and found.get("id") == "verdict":
+            self.policy = found.get("data-policy")
+        if tag == "li" and "verdict" in (found.get("class") or ""):
+            self.items.append((found, []))
+            self._depth = 1
+        elif self._depth and tag not in ("br",):
+            self._depth += 1
+        if tag == "time":
+            self.times.append(found.get("datetime"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._depth:
+            self.items[-1][1].append(data)
+
+
+@pytest.fixture
+def verdict_page(tmp_path: Path) -> tuple[Path, Path]:
+    policy_file = tmp_path / "release-policy.yaml"
+    policy_file.write_text(POLICY)
+    h100 = load_report(FIXTURES / "h100-full-pass.json")
+    rerun = dataclasses.replace(h100, created="2025-03-15T10:30:00Z")
+    broken = load_report(FIXTURES / "h100-cpu-torch-oom-fail.json")
+    reports = [h100, broken, rerun]
+    path = tmp_path / "verdict.html"
+    path.write_text(reports_html(reports, run_gate(reports, load_policy(policy_file))), encoding="utf-8")
+    return path, policy_file
+
+
+def test_verdict_banner_policy_and_times_in_the_live_dom(
+    tmp_path: Path, verdict_page: tuple[Path, Path]
+) -> None:
+    page, policy_file = verdict_page
+    dom = _run_chromium(tmp_path, page, "--dump-dom").stdout
+    parser = _Verdicts()
+    parser.feed(dom)
+    assert parser.order.index("verdict") < parser.order.index("status")  # the verdict comes first
+    assert parser.policy == str(policy_file)
+    assert str(policy_file) in dom.split('id="verdict"', 1)[1].split("</section>", 1)[0]
+    releasable = [attrs.get("data-releasable") for attrs, _ in parser.items]
+    assert releasable == ["true", "false", "true"]
+    blocked = " ".join(parser.items[1][1])
+    assert "NOT RELEASABLE" in blocked and "env.torch FAIL" in blocked
+    names = [attrs.get("data-image") for attrs, _ in parser.items]
+    assert len(set(names)) == 3  # two reports of one image are told apart
+    assert {"2025-03-15T10:30:00Z", load_report(FIXTURES / "h100-full-pass.json").created} <= set(
+        parser.times
+    )
+    assert "sha256:" in " ".join(parser.items[0][1])  # the image id
+
+
+def test_screenshot_shows_green_and_red_verdicts_at_the_top(
+    tmp_path: Path, verdict_page: tuple[Path, Path]
+) -> None:
+    page, _ = verdict_page
+    shot = tmp_path / "verdict.png"
+    _run_chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1000,600", "--hide-scrollbars")
+    width, _, pixels = _decode_png(shot.read_bytes())
+    top = pixels[: width * 600]
+    green = sum(1 for pixel in top if _near(pixel, RELEASABLE_GREEN))
+    red = sum(1 for pixel in top if _near(pixel, BLOCKED_RED))
+    assert green > 5000 and red > 2000, (green, red)
 
 
 def _near(pixel: tuple[int, ...], colour: tuple[int, int, int]) -> bool:

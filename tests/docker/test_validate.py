@@ -38,7 +38,7 @@ def test_demo_images_pass_on_a_cpu_host(demo_reports: tuple[int, list[Report]], 
                       "runner.container"):
             assert status[check] == "PASS", (check, report.find(check))
         for check in GPU_CHECKS:
-            assert status[check] == "SKIP"
+            assert status[check] == "N/A"  # a CPU image: GPU checks do not apply
         assert report.image is not None and report.image.ref in demo.images
         assert report.image.labels["io.envkit.torch"] == "2.13.0"
         [throughput] = report.find("throughput.generate")
@@ -51,10 +51,23 @@ def test_demo_images_pass_on_a_cpu_host(demo_reports: tuple[int, list[Report]], 
 
 
 def test_require_gpu_turns_gpu_skips_into_failures(demo: DemoImages, tmp_path: Path) -> None:
+    # A CUDA-labelled image on this GPU-less host: its GPU checks could have run, so they SKIP.
+    tag = f"envkit-test/cuda-labelled:{uuid.uuid4().hex[:8]}"
+    docker.from_env().images.build(
+        fileobj=_dockerfile(f"FROM {demo.images[0]}\nLABEL io.envkit.cuda=12.4 io.envkit.torch-variant=cu124\n"),
+        tag=tag,
+        rm=True,
+    )
+    demo.extra_images.append(tag)
     out = tmp_path / "r.json"
-    code = main(["validate", demo.images[0], "--require-gpu", "--only", "gpu.visibility", "--out", str(out)])
+    assert main(["validate", tag, "--only", "gpu.visibility", "--out", str(out)]) == 0
+    assert statuses(load_report(out))["gpu.visibility"] == "SKIP"
+    code = main(["validate", tag, "--require-gpu", "--only", "gpu.visibility", "--out", str(out)])
     assert code == 1
     assert statuses(load_report(out))["gpu.visibility"] == "FAIL"
+    # On a CPU image the GPU checks do not apply: N/A, which --require-gpu leaves alone.
+    assert main(["validate", demo.images[0], "--require-gpu", "--only", "gpu.visibility", "--out", str(out)]) == 0
+    assert statuses(load_report(out))["gpu.visibility"] == "N/A"
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +162,7 @@ def test_local_mode_runs_the_same_probe_on_this_host(tmp_path: Path) -> None:
 def test_report_is_versioned_json(demo_reports: tuple[int, list[Report]]) -> None:
     _, reports = demo_reports
     data = json.loads(Path(reports[0].source).read_text())
-    assert data["schema"] == "envkit.report/1" and data["mode"] == "container"
+    assert data["schema"] == "envkit.report/2" and data["mode"] == "container"
     assert data["runner"]["oom_killed"] is False
 
 

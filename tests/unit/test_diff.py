@@ -100,6 +100,47 @@ def test_diff_cli_exit_codes(tmp_path: Path, commands: None, capsys: pytest.Capt
     assert cli.main(["diff", str(H100), str(A100), "--tolerance", "-1"]) == 2
     assert cli.main(["diff", str(H100)]) == 2
     bad = tmp_path / "bad.json"
-    bad.write_text(dump_report(load_report(H100)).replace('"schema": "envkit.report/1"', '"schema": "x/9"'))
+    bad.write_text(dump_report(load_report(H100)).replace('"schema": "envkit.report/2"', '"schema": "x/9"'))
     assert cli.main(["diff", str(H100), str(bad)]) == 2
     assert "unknown report schema 'x/9'" in capsys.readouterr().err
+
+
+def test_host_differences_come_first() -> None:
+    cpu = load_report(FIXTURES / "cpu-quick-pass.json")
+    host = dataclasses.replace(
+        cpu.host, cpu_model="AMD EPYC 9654", cpus_available=16, cpu_count=16, loadavg_before=(0.2, 0.3, 0.3)
+    )
+    quiet = dataclasses.replace(cpu, host=host)
+    assert quiet.runner is not None
+    busy = dataclasses.replace(
+        cpu,
+        host=dataclasses.replace(host, cpus_available=4, loadavg_before=(9.5, 7.0, 3.1)),
+        runner=dataclasses.replace(quiet.runner, cpus=0.5),
+        envkit_version="0.2.0",
+    )
+    busy = dataclasses.replace(
+        busy,
+        checks=tuple(
+            dataclasses.replace(c, details={**c.details, "environment": {"cgroup_cpu_quota": 0.5}})
+            if c.id == "throughput.generate"
+            else c
+            for c in busy.checks
+        ),
+    )
+    diff = diff_reports(quiet, busy)
+    assert [f.group for f in diff.fields] == sorted(
+        (f.group for f in diff.fields), key=["host", "image"].index
+    )
+    host_changes = {f.name: (f.a, f.b) for f in diff.host_changes}
+    assert host_changes["cpus available"] == ("16", "4")
+    assert host_changes["load before (1/5/15 min)"] == ("0.2 0.3 0.3", "9.5 7 3.1")
+    assert host_changes["container cpu limit"] == ("none", "0.5")
+    assert host_changes["throughput.generate container saw cgroup_cpu_quota"] == (None, "0.5")
+    assert host_changes["hardware class"] == ("cpu: AMD EPYC 9654 x16", "cpu: AMD EPYC 9654 x4")
+    assert [f.name for f in diff.image_changes] == ["envkit"]
+    console = Console(file=io.StringIO(), width=200, record=True)
+    print_diff(console, diff)
+    text = console.export_text()
+    assert text.index("host (what moves the numbers)") < text.index("image and run") < text.index("metrics")
+    data = diff_json(diff)
+    assert list(data).index("host") < list(data).index("changed")

@@ -53,7 +53,7 @@ def with_status(report: Report, check_id: str, status: str) -> Report:
 
 
 def outcome(verdict: ImageVerdict, name: str) -> str:
-    found = [finding.outcome for finding in verdict.findings if finding.name == name]
+    found = [finding.effect for finding in verdict.findings if finding.name == name]
     assert len(found) == 1, (name, [f.name for f in verdict.findings])
     return found[0]
 
@@ -195,7 +195,11 @@ def _baseline_dir(tmp_path: Path, *reports: Report) -> Path:
     return folder
 
 
-BASELINE = POLICY + "baseline:\n  path: baselines\n  tolerance: {default: 0.05, decode_tokens_per_s: 0.10}\n"
+BASELINE = (
+    POLICY
+    + "baseline:\n  path: baselines\n  tolerance: {default: 0.05, decode_tokens_per_s: 0.10}\n"
+    + "  metrics: [decode_tokens_per_s, tpot_ms, itl_p99_ms]\n"
+)
 DECODE = "baseline:throughput.generate[gpu0]:decode_tokens_per_s"
 ITL = "baseline:throughput.generate[gpu0]:itl_p99_ms"
 

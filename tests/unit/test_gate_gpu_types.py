@@ -38,7 +38,7 @@ def policy(tmp_path: Path, text: str = "version: 1\nrequire_gpu_types: [h100, a1
 
 
 def outcomes(verdict) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {f.name: f.outcome for f in verdict.findings if f.kind == "gpu-type"}
+    return {f.name: f.effect for f in verdict.findings if f.kind == "gpu-type"}
 
 
 def test_every_listed_type_present_and_passing_passes(tmp_path: Path) -> None:

@@ -219,3 +219,34 @@ def test_every_policy_example_in_the_docs_parses(tmp_path: Path) -> None:
     assert len(blocks) >= 3
     for block in blocks:
         assert isinstance(_policy(tmp_path, block), Policy)
+
+
+def test_cells_rules_and_baseline_options_parse(tmp_path: Path) -> None:
+    policy = _policy(
+        tmp_path,
+        "version: 1\nrequire_gpu: true\ncells:\n  - match: {flavor: cpu, python: 3.11}\n"
+        "    not_applicable: [gpu.*]\n    require_gpu: false\n"
+        "baseline:\n  path: b/\n  metrics: [decode_tokens_per_s, 'itl_*']\n  noisy: compare\n",
+    )
+    assert policy.require_gpu and policy.cells[0].match == {"flavor": "cpu", "python": "3.11"}
+    assert policy.baseline is not None and policy.baseline.noisy == "compare"
+    assert policy.baseline.compares("itl_p99_ms") and not policy.baseline.compares("ttft_ms")
+    cpu = policy.expectations({"io.envkit.flavor": "cpu", "io.envkit.python": "3.11"})
+    assert not cpu.require_gpu and not cpu.applies("gpu.arch")
+    assert policy.expectations({"io.envkit.flavor": "runtime"}).require_gpu
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("cells:\n  - match: {flavour: cpu}\n    not_applicable: [gpu.*]\n", "did you mean 'flavor'"),
+        ("cells:\n  - not_applicable: [gpu.*]\n", "needs 'match'"),
+        ("cells:\n  - match: {flavor: cpu}\n", "says nothing"),
+        ("cells:\n  - match: {flavor: cpu}\n    require_gpu: maybe\n", "true or false"),
+        ("baseline:\n  path: b/\n  noisy: ignore\n", "not one of skip, compare"),
+        ("baseline:\n  path: b/\n  metrics: []\n", "empty"),
+    ],
+)
+def test_bad_cells_and_baseline_options_name_the_key(tmp_path: Path, text: str, words: str) -> None:
+    rendered = _error(tmp_path, "version: 1\n" + text)
+    assert words in rendered and "policy.yaml:" in rendered

@@ -27,10 +27,73 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("fixture", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
-def test_fixtures_load_and_dump_byte_for_byte(fixture: Path) -> None:
+def test_schema_1_fixtures_load_and_dump_as_schema_2_byte_for_byte(fixture: Path, tmp_path: Path) -> None:
     report = load_report(fixture)
-    assert dump_report(report) == fixture.read_text()
-    assert load_report(fixture) == report
+    assert json.loads(fixture.read_text())["schema"] == "envkit.report/1"  # old reports still load
+    text = dump_report(report)
+    assert json.loads(text)["schema"] == "envkit.report/2"
+    again = load_report(_write(tmp_path, text))
+    assert again == report and dump_report(again) == text
+    old = json.loads(fixture.read_text())
+    new = json.loads(text)
+    assert {k: v for k, v in new["host"].items() if k in old["host"] and k != "gpus"} == {
+        k: v for k, v in old["host"].items() if k != "gpus"
+    }
+    assert [
+        {k: gpu[k] for k in before}
+        for gpu, before in zip(new["host"]["gpus"], old["host"]["gpus"], strict=True)
+    ] == (old["host"]["gpus"])
+    assert new["checks"] == old["checks"]
+
+
+def test_key_lists_and_writer_come_from_the_dataclasses() -> None:
+    from dataclasses import fields
+
+    from envkit.report import GpuInfo, Host, Report, optional_keys, schema_keys
+
+    assert schema_keys(Report) == tuple(f.name for f in fields(Report) if f.name != "source")
+    data = json.loads(dump_report(load_report(H100)))
+    assert tuple(data) == schema_keys(Report)
+    assert tuple(data["host"]) == schema_keys(Host)
+    assert tuple(data["host"]["gpus"][0]) == schema_keys(GpuInfo)
+    assert "hostname" not in optional_keys(Host) and "cpu_model" in optional_keys(Host)
+    assert not hasattr(report_module, "_HOST_KEYS")  # no second, hand-written key list
+
+
+def test_schema_2_host_facts_round_trip(tmp_path: Path) -> None:
+    data = _raw()
+    data["schema"] = "envkit.report/2"
+    data["host"].update(
+        cpu_model="AMD EPYC 9654",
+        cpu_count=192,
+        cpus_available=16,
+        cgroup_cpu_quota=8.0,
+        loadavg_before=[0.5, 0.4, 0.3],
+        loadavg_after=[1.5, 0.6, 0.35],
+    )
+    for gpu in data["host"]["gpus"]:
+        gpu.update(sm_clock_mhz=1980, mem_clock_mhz=2619, power_limit_w=700.0)
+    data["runner"]["cpus"] = 2.5
+    data["image"]["digest"] = "sha256:" + "e" * 64
+    report = load_report(_write(tmp_path, json.dumps(data)))
+    assert report.host.loadavg_before == (0.5, 0.4, 0.3) and report.host.cgroup_cpu_quota == 8.0
+    assert report.host.gpus[0].power_limit_w == 700.0 and report.runner and report.runner.cpus == 2.5
+    assert json.loads(dump_report(report)) == data
+    data["host"]["loadavg_after"] = [1.0, 2.0]
+    with pytest.raises(ConfigError, match=r"\$\.host\.loadavg_after: expected the 1, 5 and 15"):
+        load_report(_write(tmp_path, json.dumps(data)))
+
+
+def test_hardware_class_is_gpu_models_or_cpu_model_and_cores() -> None:
+    import dataclasses
+
+    report = load_report(H100)
+    assert report.host.hardware_class() == "gpu: NVIDIA H100 80GB HBM3"
+    cpu = load_report(FIXTURES / "cpu-quick-pass.json").host
+    assert cpu.hardware_class() is None  # schema 1 CPU reports do not say
+    cpu = dataclasses.replace(cpu, cpu_model="Xeon", cpus_available=8)
+    assert cpu.hardware_class() == "cpu: Xeon x8"
+    assert dataclasses.replace(cpu, cpus_available=4).hardware_class() != cpu.hardware_class()
 
 
 def test_report_properties_come_from_image_host_and_checks() -> None:
@@ -60,7 +123,7 @@ def test_cpu_report_has_no_gpus() -> None:
 def test_dump_sorts_maps_so_equal_reports_give_equal_bytes() -> None:
     data = _raw()
     data["image"]["labels"] = dict(reversed(list(data["image"]["labels"].items())))
-    assert dump_report(report_from_dict(data)) == H100.read_text()
+    assert dump_report(report_from_dict(data)) == dump_report(load_report(H100))
 
 
 def test_local_report_without_image_or_runner_is_labelled_by_host() -> None:
@@ -83,7 +146,7 @@ def _mutate(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "where", "words"),
     [
-        (("schema",), "envkit.report/2", "$.schema", "unknown report schema"),
+        (("schema",), "envkit.report/9", "$.schema", "unknown report schema"),
         (("checks", 0, "status"), 1, "$.checks[0].status", "expected a string"),
         (("checks", 0, "status"), "pass", "$.checks[0].status", "not one of"),
         (("checks", 1, "metrics", "gpu"), True, "$.checks[1].metrics.gpu", "expected a number"),
@@ -208,3 +271,12 @@ def test_clean_text_makes_log_tails_acceptable(tmp_path: Path) -> None:
     data["checks"][0]["summary"] = clean_text("first\nsecond \x1b[1mbold\x1b[0m")
     data["checks"][0]["details"] = {"log_tail": clean_text(log, multiline=True)}
     assert load_report(_write(tmp_path, json.dumps(data))).checks[0].summary == "first second bold"
+
+
+def test_the_probes_check_records_have_the_schemas_keys() -> None:
+    from envkit.probe.outcome import Outcome, to_record
+    from envkit.report import Check, schema_keys
+
+    record = to_record("env.python", Outcome(status="N/A", summary="not applicable"), 0.5)
+    assert tuple(record) == schema_keys(Check)
+    assert report_from_dict({**_raw(), "checks": [record]}).checks[0].status == "N/A"

@@ -312,10 +312,98 @@ def test_html_is_deterministic() -> None:
 def test_html_with_gate_shows_gate_column(policy: Policy) -> None:
     reports = all_reports()
     page = reports_html(reports, run_gate(reports, policy))
-    assert "gate FAILED" in page and "<th>gate</th>" in page
+    assert "gate FAILED" in page and "<th>verdict</th>" in page
+
+
+# --- the verdict at a glance -------------------------------------------------------------------------
+
+
+def test_terminal_opens_with_one_verdict_line_per_image(policy: Policy) -> None:
+    reports = all_reports()
+    for width in (80, 200):
+        console = Console(file=io.StringIO(), width=width, record=True)
+        print_reports(console, reports, run_gate(reports, policy))
+        lines = console.export_text().splitlines()
+        assert [line.split()[0] for line in lines[:4]] == ["releasable", "releasable", "releasable", "NOT"]
+        assert lines[3].startswith("NOT releasable  envkit/pytorch:torch2.6.0-cu124")
+        assert "— env.torch FAIL; env.versions FAIL; gpu.visibility FAIL (+2 more)" in lines[3]
+        assert lines[4] == f"policy: {policy.source}"
+
+
+def test_gate_terminal_and_markdown_open_with_the_verdict(policy: Policy) -> None:
+    result = run_gate(all_reports(), policy)
+    console = Console(file=io.StringIO(), width=120, record=True)
+    print_gate(console, result)
+    assert console.export_text().splitlines()[3].startswith("NOT releasable")
+    markdown = gate_markdown(result).splitlines()
+    assert markdown[2].startswith("- ✅ **releasable** — envkit/pytorch:torch2.6.0-cu124")
+    assert markdown[5].startswith("- ❌ **not releasable** — ") and "env.torch FAIL" in markdown[5]
+
+
+def test_markdown_report_opens_with_the_verdict_and_counts_na() -> None:
+    cpu = load_report(CPU)
+    na = dataclasses.replace(
+        cpu,
+        checks=tuple(
+            dataclasses.replace(c, status="N/A") if c.id.startswith("gpu.") else c for c in cpu.checks
+        ),
+    )
+    text = reports_markdown([na])
+    lines = text.splitlines()
+    assert lines[2].startswith("- ✅ **releasable** — envkit/pytorch:torch2.6.0-cpu")
+    assert "| n/a | pass | skip | warn | fail | error |" in text
+    assert "| WARN | 4 | 6 | 2 | 1 | 0 | 0 |" in text  # 4 N/A records, the report is WARN (env.shm)
+
+
+def test_two_reports_of_one_image_are_told_apart(policy: Policy) -> None:
+    first = load_report(H100)
+    second = dataclasses.replace(first, created="2025-03-15T09:00:00Z")
+    page = reports_html([first, second], run_gate([first, second], policy))
+    items = re.findall(r'<li class="verdict (\w+)" data-image="([^"]+)"', page)
+    assert len(items) == 2 and items[0][1] != items[1][1]
+    assert items[1][1].endswith("· 2025-03-15T09:00:00Z")
+    assert '<time datetime="2025-03-15T09:00:00Z">' in page
+    assert "sha256:" in page.split('id="verdict"')[1].split("</section>")[0]  # the image id
+
+
+def test_html_opens_with_the_verdict_under_the_policy_and_styles_na_apart(policy: Policy) -> None:
+    cpu = load_report(CPU)
+    na = dataclasses.replace(
+        cpu,
+        checks=tuple(
+            dataclasses.replace(c, status="N/A") if c.id.startswith("gpu.") else c for c in cpu.checks
+        ),
+    )
+    reports = [na, load_report(BROKEN)]
+    page = reports_html(reports, run_gate(reports, policy))
+    body = page.split("<body>", 1)[1]
+    assert body.index('id="verdict"') < body.index('id="status"')
+    assert f'data-policy="{policy.source}"' in page
+    assert re.search(r'data-releasable="false"[^>]*><strong>NOT RELEASABLE</strong>', page)
+    assert '<td class="NA">N/A</td>' in page and ".NA{" in page
+    assert '<td class="SKIP">' not in page.split("gpu.kernels", 1)[1].split("</tr>", 1)[0]
+
+
+def test_report_cli_takes_a_policy(
+    policy_file: Path, commands: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert cli.main(["report", str(BROKEN), "--policy", str(policy_file)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("NOT releasable") and "env.torch FAIL" in first
+    page = tmp_path / "r.html"
+    assert cli.main(["report", str(CPU), "--policy", str(policy_file), "--html", str(page)]) == 0
+    assert f'data-policy="{policy_file}"' in page.read_text()
 
 
 def test_dump_of_hostile_report_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "h.json"
     path.write_text(dump_report(hostile(load_report(H100))))
     assert load_report(path).label == HOSTILE
+
+
+def test_html_names_the_image_by_digest_when_the_report_has_one(policy: Policy) -> None:
+    report = load_report(H100)
+    assert report.image is not None
+    pushed = dataclasses.replace(report, image=dataclasses.replace(report.image, digest="sha256:" + "d" * 64))
+    verdict = reports_html([pushed]).split('id="verdict"')[1].split("</section>")[0]
+    assert "image sha256:" + "d" * 64 in verdict and report.image.id not in verdict
