@@ -307,8 +307,9 @@ def generation(args: argparse.Namespace) -> None:
 
 def script(name: str, *argv: str) -> str:
     """Run scripts/NAME; its last stdout line (an address or a DOCKER_HOST)."""
-    done = subprocess.run(["bash", str(ROOT / "scripts" / name), *argv], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / name), *argv], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"scripts/{name} {' '.join(argv)} failed: {done.stderr[-2000:]}")
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
@@ -316,8 +317,9 @@ def script(name: str, *argv: str) -> str:
 
 def timed_run(argv: list[str], **env: str) -> float:
     clock = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env},
-                          check=False)
+    done = subprocess.run(
+        argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"benchmark step failed: {' '.join(argv)}\n{(done.stdout + done.stderr)[-3000:]}")
     return time.perf_counter() - clock
@@ -361,17 +363,24 @@ def ci_ratio(args: argparse.Namespace) -> None:
             populate = timed_run(envkit_argv("build", str(matrix), *flags, "--push", staging))
             say(f"  populate staging (first engine)     {populate:7.1f} s")
             report = folder / "b.json"
-            envkit_s = timed_run(envkit_argv("build", str(matrix), *flags, "--push", staging,
-                                             "--report", str(report)), DOCKER_HOST=host)
+            envkit_s = timed_run(
+                envkit_argv("build", str(matrix), *flags, "--push", staging, "--report", str(report)),
+                DOCKER_HOST=host,
+            )
             statuses = [c.get("skipped_by") for c in json.loads(report.read_text())["cells"]]
             say(f"  envkit build --push, empty runner   {envkit_s:7.1f} s  skipped by {statuses}")
             copy_image(plan(load_matrix(matrix)).cells[0].base, host)
             naive = naive_loop(matrix, flags, folder / "rendered", host)
             say(f"  docker build loop, empty runner     {naive:7.1f} s")
             say(f"  envkit / naive                      = {envkit_s / naive:.4f}")
-            RESULTS["ci"] = {"populate_s": populate, "envkit_push_s": envkit_s, "naive_build_s": naive,
-                             "ratio": envkit_s / naive, "skipped_by": statuses,
-                             "registry_cache": "not measured: envkit build has no --cache-from yet"}
+            RESULTS["ci"] = {
+                "populate_s": populate,
+                "envkit_push_s": envkit_s,
+                "naive_build_s": naive,
+                "ratio": envkit_s / naive,
+                "skipped_by": statuses,
+                "registry_cache": "not measured: envkit build has no --cache-from yet",
+            }
     finally:
         script("runner-engine.sh", "stop", runner)
         script("start-registry.sh", "stop", port)

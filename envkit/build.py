@@ -332,15 +332,28 @@ def _build_locked(
     held = _in_registry(push, context) if push is not None and not settings.force else None
     if push is not None and held is not None:
         pushed = _point_cell_tag(push, context, held)
-        return _result(context, "skipped", skipped_by="registry", digest=held, pushed=pushed,
-                       duration_s=time.monotonic() - clock)
+        return _result(
+            context,
+            "skipped",
+            skipped_by="registry",
+            digest=held,
+            pushed=pushed,
+            duration_s=time.monotonic() - clock,
+        )
     existing = engine.image(cell.image)
     base = engine.image(context.from_ref)
     if not settings.force and existing is not None and up_to_date(context, existing, base):
         engine.tag(existing.id, context.tags[1])  # a no-op when present; restores a deleted hash tag
         outcome = _push(push, context, engine, existing.id) if push is not None else {}
-        return _result(context, "skipped", skipped_by="engine", image_id=existing.id, size=existing.size,
-                       duration_s=time.monotonic() - clock, **outcome)
+        return _result(
+            context,
+            "skipped",
+            skipped_by="engine",
+            image_id=existing.id,
+            size=existing.size,
+            duration_s=time.monotonic() - clock,
+            **outcome,
+        )
     progress(cell.id, "building", "")
     try:
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
@@ -396,8 +409,11 @@ def _point_cell_tag(push: PushTarget, context: BuildContext, digest: str) -> tup
     if current is None or current.digest != digest:
         manifest = push.registry.get_manifest(push.repository, digest)
         if manifest is None:
-            raise EnvironmentFault(f"registry {push.registry.host}: {push.digest_ref(digest)} vanished "
-                                   "while its cell tag was being set", hint="rerun `envkit build --push`")
+            raise EnvironmentFault(
+                f"registry {push.registry.host}: {push.digest_ref(digest)} vanished "
+                "while its cell tag was being set",
+                hint="rerun `envkit build --push`",
+            )
         push.registry.put_manifest(push.repository, cell_tag, manifest)
     return (push.ref(context.hash_tag), push.ref(cell_tag))
 

@@ -76,7 +76,7 @@ def variant_for_cuda(cuda: str) -> str:
 
 
 def cuda_minor(cuda: str) -> str:
-    """"12.4.1" or "12.4" -> "12.4"; ValueError if it is not a version with a minor."""
+    """ "12.4.1" or "12.4" -> "12.4"; ValueError if it is not a version with a minor."""
     key = version_key(cuda)
     if len(key) < 2:
         raise ValueError(f"CUDA version needs major.minor: {cuda!r}")
@@ -151,7 +151,7 @@ class CudaImageLine:
 
     @property
     def evidence(self) -> str:
-        """"registry" for a line read from the registry's tag list, "secondary" otherwise."""
+        """ "registry" for a line read from the registry's tag list, "secondary" otherwise."""
         return "secondary" if SECONDARY_MARK in self.source else "registry"
 
     def past_end_of_support(self, today: datetime.date) -> bool:
@@ -445,8 +445,13 @@ def _variant(row: _Row) -> Variant:
         if not arch:
             raise row.fail("arch_list", "a CUDA variant needs its GPU arch list")
     return Variant(
-        torch=row.version("torch") or "", name=name, cuda=cuda, cudnn=cudnn, nccl=nccl,
-        arch_list=arch, source=row.text("source"),
+        torch=row.version("torch") or "",
+        name=name,
+        cuda=cuda,
+        cudnn=cudnn,
+        nccl=nccl,
+        arch_list=arch,
+        source=row.text("source"),
     )
 
 
@@ -471,12 +476,22 @@ def _load_releases(
         names = {v.name for v in own}
         default = row.text("default_variant")
         if default not in names:
-            raise row.fail("default_variant", f"default variant {default!r} is not among {sorted(names)}",
-                           f"add a {default} row for {version} to {variants_path.name}")
+            raise row.fail(
+                "default_variant",
+                f"default variant {default!r} is not among {sorted(names)}",
+                f"add a {default} row for {version} to {variants_path.name}",
+            )
         if CPU_VARIANT not in names:
             raise row.fail("torch", f"torch {version} has no cpu variant in {variants_path.name}")
-        releases.append(TorchRelease(version=version, pythons=_python_minors(row), default_variant=default,
-                                     variants=tuple(own), source=row.text("source")))
+        releases.append(
+            TorchRelease(
+                version=version,
+                pythons=_python_minors(row),
+                default_variant=default,
+                variants=tuple(own),
+                source=row.text("source"),
+            )
+        )
     known = {r.version for r in releases}
     for version, entries in variants.items():
         if version not in known:
@@ -506,8 +521,11 @@ def _load_minor_compat(path: Path) -> tuple[MinorCompatFloor, ...]:
         major = row.text("cuda_major")
         if not major.isdigit():
             raise row.fail("cuda_major", f"cuda_major {major!r} is not a number like 12")
-        floors.append(MinorCompatFloor(cuda_major=major, driver_min=row.version("driver_min") or "",
-                                       source=row.text("source")))
+        floors.append(
+            MinorCompatFloor(
+                cuda_major=major, driver_min=row.version("driver_min") or "", source=row.text("source")
+            )
+        )
     return tuple(sorted(floors, key=lambda m: int(m.cuda_major)))
 
 
@@ -525,8 +543,9 @@ def _load_images(path: Path) -> tuple[CudaImageLine, ...]:
         ubuntu = tuple(row.text("ubuntu").split())
         if not ubuntu or not all(re.fullmatch(r"\d\d\.04", u) for u in ubuntu):
             raise row.fail("ubuntu", f"ubuntu {row.text('ubuntu')!r} is not a list like '22.04 24.04'")
-        lines.append(CudaImageLine(cuda=cuda, cudnn_tag=tag, ubuntu=ubuntu, eol=_eol(row),
-                                   source=row.text("source")))
+        lines.append(
+            CudaImageLine(cuda=cuda, cudnn_tag=tag, ubuntu=ubuntu, eol=_eol(row), source=row.text("source"))
+        )
     return tuple(sorted(lines, key=lambda i: version_key(i.cuda)))
 
 
@@ -581,8 +600,11 @@ def _load_python_builds(path: Path) -> tuple[PythonBuild, ...]:
             raise row.fail("full_version", f"{full!r} is not a release of Python {python!r}")
         if not row.text("release").isdigit():
             raise row.fail("release", f"release {row.text('release')!r} is not a date tag like 20241016")
-        builds.append(PythonBuild(python=python, full_version=full, release=row.text("release"),
-                                  source=row.text("source")))
+        builds.append(
+            PythonBuild(
+                python=python, full_version=full, release=row.text("release"), source=row.text("source")
+            )
+        )
     return tuple(sorted(builds, key=lambda b: version_key(b.python)))
 
 
@@ -605,13 +627,12 @@ def _check_defaults(kb: KnowledgeBase, path: Path) -> None:
     for cuda in (False, True):
         os_name = kb.default_os(cuda=cuda)
         if kb.os_python(os_name) is None:
-            raise KnowledgeBaseError(f"default OS {os_name!r} is not in os_python.csv",
-                                     where=Where(str(path)))
+            raise KnowledgeBaseError(
+                f"default OS {os_name!r} is not in os_python.csv", where=Where(str(path))
+            )
 
 
-def _check_cuda_coverage(
-    variants: dict[str, list[tuple[_Row, Variant]]], kb: KnowledgeBase
-) -> None:
+def _check_cuda_coverage(variants: dict[str, list[tuple[_Row, Variant]]], kb: KnowledgeBase) -> None:
     for entries in variants.values():
         for row, variant in entries:
             if variant.cuda is None:
@@ -667,9 +688,11 @@ def end_of_support(kb: KnowledgeBase, cuda_full: str, today: datetime.date) -> s
     line = kb.cuda_image(cuda_full)
     if line is None or line.eol is None or not line.past_end_of_support(today):
         return None
-    return (f"nvidia/cuda {line.cuda} is past NVIDIA's end of support since {line.eol:%Y-%m} "
-            f"(source: {line.source.split('; eol: ')[-1]}); its tags are deleted about six months later: "
-            "move the cell to a supported CUDA line")
+    return (
+        f"nvidia/cuda {line.cuda} is past NVIDIA's end of support since {line.eol:%Y-%m} "
+        f"(source: {line.source.split('; eol: ')[-1]}); its tags are deleted about six months later: "
+        "move the cell to a supported CUDA line"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,10 +701,15 @@ def end_of_support(kb: KnowledgeBase, cuda_full: str, today: datetime.date) -> s
 
 def _variant_record(kb: KnowledgeBase, release: TorchRelease, variant: Variant) -> dict[str, Any]:
     return {
-        "torch": release.version, "variant": variant.name, "cuda": variant.cuda, "cudnn": variant.cudnn,
-        "nccl": variant.nccl, "arch_list": list(variant.arch_list),
+        "torch": release.version,
+        "variant": variant.name,
+        "cuda": variant.cuda,
+        "cudnn": variant.cudnn,
+        "nccl": variant.nccl,
+        "arch_list": list(variant.arch_list),
         "driver_floor": kb.driver_floor(variant.cuda) if variant.cuda else None,
-        "pypi_default": variant.name == release.default_variant, "evidence": variant.evidence,
+        "pypi_default": variant.name == release.default_variant,
+        "evidence": variant.evidence,
         "source": variant.source,
     }
 
@@ -690,11 +718,14 @@ def torch_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
     """A torch release's Pythons and variants."""
     release = kb.torch(spec)
     if release is None:
-        raise UsageError(f"torch {spec} is not in the knowledge base",
-                         hint=f"known: {', '.join(kb.known_torch())}; "
-                              "run scripts/update_compat.py if it is new")
+        raise UsageError(
+            f"torch {spec} is not in the knowledge base",
+            hint=f"known: {', '.join(kb.known_torch())}; run scripts/update_compat.py if it is new",
+        )
     return {
-        "query": spec, "torch": release.version, "pythons": list(release.pythons),
+        "query": spec,
+        "torch": release.version,
+        "pythons": list(release.pythons),
         "pypi_default": release.default_variant,
         "variants": [_variant_record(kb, release, v) for v in _variants_in_order(release)],
         "source": release.source,
@@ -719,20 +750,33 @@ def cuda_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
     """A CUDA minor's driver floors, image lines and the torch variants built with it."""
     known = re.fullmatch(r"\d+\.\d+(\.\d+)?", spec) and (kb.driver_floor(spec) or kb.image_lines(spec))
     if not known:
-        raise UsageError(f"CUDA {spec} is not in the knowledge base",
-                         hint=f"known: {', '.join(kb.known_cuda())}")
+        raise UsageError(
+            f"CUDA {spec} is not in the knowledge base", hint=f"known: {', '.join(kb.known_cuda())}"
+        )
     minor = cuda_minor(spec)
     variants = [
         _variant_record(kb, release, variant)
         for release in kb.releases_with_cuda(minor)
-        for variant in release.cuda_variants() if variant.cuda == minor
+        for variant in release.cuda_variants()
+        if variant.cuda == minor
     ]
     return {
-        "query": spec, "cuda": minor, "driver_floor": kb.driver_floor(minor),
+        "query": spec,
+        "cuda": minor,
+        "driver_floor": kb.driver_floor(minor),
         "compat_floor": kb.compat_floor(minor),
-        "images": [{"cuda": line.cuda, "cudnn_tag": line.cudnn_tag, "ubuntu": list(line.ubuntu),
-                    "end_of_support": f"{line.eol:%Y-%m}" if line.eol else None, "evidence": line.evidence,
-                    "tags": image_tags(line), "source": line.source} for line in kb.image_lines(minor)],
+        "images": [
+            {
+                "cuda": line.cuda,
+                "cudnn_tag": line.cudnn_tag,
+                "ubuntu": list(line.ubuntu),
+                "end_of_support": f"{line.eol:%Y-%m}" if line.eol else None,
+                "evidence": line.evidence,
+                "tags": image_tags(line),
+                "source": line.source,
+            }
+            for line in kb.image_lines(minor)
+        ],
         "torch": variants,
     }
 
@@ -742,10 +786,15 @@ def python_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
     known = sorted({p for r in kb.releases for p in r.pythons}, key=version_key)
     releases = kb.releases_for_python(spec)
     if not releases:
-        raise UsageError(f"no known torch release has wheels for Python {spec}",
-                         hint=f"known: {', '.join(known)}")
-    return {"query": spec, "python": spec, "torch": [r.version for r in releases],
-            "distributions": [o.os for o in kb.os_pythons if o.python == spec]}
+        raise UsageError(
+            f"no known torch release has wheels for Python {spec}", hint=f"known: {', '.join(known)}"
+        )
+    return {
+        "query": spec,
+        "python": spec,
+        "torch": [r.version for r in releases],
+        "distributions": [o.os for o in kb.os_pythons if o.python == spec],
+    }
 
 
 def driver_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
@@ -754,16 +803,27 @@ def driver_query(kb: KnowledgeBase, spec: str) -> dict[str, Any]:
     try:
         have = version_key(spec)
     except ValueError:
-        raise UsageError(f"driver {spec!r} is not a version like 550.54.14",
-                         hint="nvidia-smi prints it as 'Driver Version'") from None
+        raise UsageError(
+            f"driver {spec!r} is not a version like 550.54.14",
+            hint="nvidia-smi prints it as 'Driver Version'",
+        ) from None
     minors = kb.cuda_runs_on_driver(spec)
     majors = [m.cuda_major for m in kb.minor_compat if version_key(m.driver_min) <= have]
     cuda_variants = [(r, v) for r in kb.releases for v in r.cuda_variants()]
     full = [_variant_record(kb, r, v) for r, v in cuda_variants if v.cuda in minors]
-    compat = [_variant_record(kb, r, v) for r, v in cuda_variants
-              if v.cuda not in minors and (v.cuda or "").split(".")[0] in majors]
-    return {"query": spec, "driver": spec, "cuda": list(minors), "minor_compat_majors": majors,
-            "variants": full, "minor_compat_variants": compat}
+    compat = [
+        _variant_record(kb, r, v)
+        for r, v in cuda_variants
+        if v.cuda not in minors and (v.cuda or "").split(".")[0] in majors
+    ]
+    return {
+        "query": spec,
+        "driver": spec,
+        "cuda": list(minors),
+        "minor_compat_majors": majors,
+        "variants": full,
+        "minor_compat_variants": compat,
+    }
 
 
 QUERIES = {"torch": torch_query, "cuda": cuda_query, "python": python_query, "driver": driver_query}

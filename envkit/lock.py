@@ -490,9 +490,22 @@ class UvResolver:
 
     def _command(self, cell: Cell, output: Path, no_deps: bool) -> list[str]:
         command = [
-            self.uv, "pip", "compile", "-", "--output-file", str(output), "--format", "pylock.toml",
-            "--python-version", cell.python, "--python-platform", TARGET_PLATFORM,
-            "--generate-hashes", "--no-header", "--quiet", "--no-config",
+            self.uv,
+            "pip",
+            "compile",
+            "-",
+            "--output-file",
+            str(output),
+            "--format",
+            "pylock.toml",
+            "--python-version",
+            cell.python,
+            "--python-platform",
+            TARGET_PLATFORM,
+            "--generate-hashes",
+            "--no-header",
+            "--quiet",
+            "--no-config",
         ]
         if no_deps:
             command.append("--no-deps")
@@ -506,9 +519,7 @@ class UvResolver:
 
     def _compile(self, cell: Cell, requirements: Sequence[str], no_deps: bool) -> str:
         if cell.torch_source == "wheelhouse" and self.settings.wheelhouse is None:
-            raise UsageError(
-                f"cell {cell.id} installs torch from a wheelhouse", hint="pass --wheelhouse DIR"
-            )
+            raise UsageError(f"cell {cell.id} installs torch from a wheelhouse", hint="pass --wheelhouse DIR")
         if self.settings.offline and self.settings.wheelhouse is None:
             raise UsageError("--offline resolves from a wheelhouse only", hint="pass --wheelhouse DIR")
         env = dict(os.environ)
@@ -693,8 +704,13 @@ def check_cell(cell: Cell, lock: Lock, checkers: Checkers) -> tuple[list[Drift],
     base = checkers.resolve_base(entry.base.ref)
     if base.digest != entry.base.digest:
         drifts.append(
-            Drift(cell=cell.id, what=f"base {entry.base.ref}", locked=_short(entry.base.digest),
-                  now=_short(base.digest), update=True)
+            Drift(
+                cell=cell.id,
+                what=f"base {entry.base.ref}",
+                locked=_short(entry.base.digest),
+                now=_short(base.digest),
+                update=True,
+            )
         )
     resolution, packages = checkers.resolve_packages(cell)
     drifts += package_drifts(cell.id, entry.packages, packages)
@@ -715,8 +731,13 @@ def _matrix_drifts(cell: Cell, checkers: Checkers) -> list[Drift]:
     ended = checkers.cuda_end_of_support(cell)
     if ended is not None:
         drifts.append(
-            Drift(cell=cell.id, what=f"CUDA {cell.cuda_full} image line", locked="supported",
-                  now=f"end of support {ended}", update=False)
+            Drift(
+                cell=cell.id,
+                what=f"CUDA {cell.cuda_full} image line",
+                locked="supported",
+                now=f"end of support {ended}",
+                update=False,
+            )
         )
     return drifts
 

@@ -165,17 +165,23 @@ def registry_root(text: str) -> str:
     would read `acme/x` as a path on its default registry and push somewhere nobody asked for."""
     value = text.strip().rstrip("/")
     if "://" in value:
-        raise UsageError(f"--registry {text!r}: give host[:port][/prefix], without a scheme",
-                         hint="e.g. --registry 127.0.0.1:5000/ml")
+        raise UsageError(
+            f"--registry {text!r}: give host[:port][/prefix], without a scheme",
+            hint="e.g. --registry 127.0.0.1:5000/ml",
+        )
     host = value.partition("/")[0]
     if not ("." in host or ":" in host or host == "localhost"):
-        raise UsageError(f"--registry {text!r} does not start with a registry host",
-                         hint="write host[:port][/prefix]; a host has a dot or a port, or is localhost")
+        raise UsageError(
+            f"--registry {text!r} does not start with a registry host",
+            hint="write host[:port][/prefix]; a host has a dot or a port, or is localhost",
+        )
     try:
         safety.repository(f"{value}/x")
     except UnsafeValueError:
-        raise UsageError(f"--registry {text!r} is not a valid host[:port][/prefix]",
-                         hint="lower-case path parts of letters, digits and . _ -") from None
+        raise UsageError(
+            f"--registry {text!r} is not a valid host[:port][/prefix]",
+            hint="lower-case path parts of letters, digits and . _ -",
+        ) from None
     return value
 
 
@@ -430,8 +436,12 @@ def _report_summary(verdict: ImageVerdict) -> dict[str, Any]:
         "driver": report.host.driver,
         "findings": {outcome: verdict.count(outcome) for outcome in (PASS, FAIL, SKIP)},
         "checks": [
-            {"id": check.id, "device": check.device, "status": check.status,
-             "summary": check.summary[:MAX_SUMMARY_CHARS]}
+            {
+                "id": check.id,
+                "device": check.device,
+                "status": check.status,
+                "summary": check.summary[:MAX_SUMMARY_CHARS],
+            }
             for check in report.checks
         ],
     }
@@ -492,8 +502,15 @@ def _promotion(
         )
         for target in chosen
     )
-    return Promotion(registry=context.registry, matrix=context.matrix, policy=context.policy, created=created,
-                     cells=cells, complete=error is None, error=error)
+    return Promotion(
+        registry=context.registry,
+        matrix=context.matrix,
+        policy=context.policy,
+        created=created,
+        cells=cells,
+        complete=error is None,
+        error=error,
+    )
 
 
 def _stopped_message(partial: Promotion, error: EnvkitError) -> str:

@@ -69,8 +69,14 @@ def find_staged(contexts: Sequence[BuildContext], staging: RegistryRepository) -
     )
 
 
-def assess_staged(staged: Sequence[Staged], staging: RegistryRepository, reports: Sequence[Report],
-                  policy: Policy, *, baseline_path: Path | None = None) -> tuple[Candidate, ...]:
+def assess_staged(
+    staged: Sequence[Staged],
+    staging: RegistryRepository,
+    reports: Sequence[Report],
+    policy: Policy,
+    *,
+    baseline_path: Path | None = None,
+) -> tuple[Candidate, ...]:
     """Every cell's readiness, matched to reports by digest (a report of another digest is stale)."""
     current: list[tuple[str, Report]] = []
     stale: dict[str, list[Report]] = {}
@@ -94,24 +100,37 @@ def assess_staged(staged: Sequence[Staged], staging: RegistryRepository, reports
     )
 
 
-def _candidate(item: Staged, staging: RegistryRepository, verdicts: list[ImageVerdict],
-               stale: list[Report]) -> Candidate:
+def _candidate(
+    item: Staged, staging: RegistryRepository, verdicts: list[ImageVerdict], stale: list[Report]
+) -> Candidate:
     cell = item.context.cell
     content_ref = staging.ref(item.context.hash_tag)
     if item.descriptor is None:
-        return Candidate(cell=cell, state=NOT_BUILT, content_hash=item.context.content_hash,
-                         reason=f"{content_ref} is not in staging; run `envkit build --push`")
+        return Candidate(
+            cell=cell,
+            state=NOT_BUILT,
+            content_hash=item.context.content_hash,
+            reason=f"{content_ref} is not in staging; run `envkit build --push`",
+        )
     digest = item.descriptor.digest
-    found = Candidate(cell=cell, state=NO_REPORT, digest=digest, content_hash=item.context.content_hash,
-                      verdicts=tuple(verdicts),
-                      reason=f"no report of {digest[:19]} with {CELL_LABEL}={cell.id}; run "
-                      f"`envkit validate {staging.digest_ref(digest)}`")
+    found = Candidate(
+        cell=cell,
+        state=NO_REPORT,
+        digest=digest,
+        content_hash=item.context.content_hash,
+        verdicts=tuple(verdicts),
+        reason=f"no report of {digest[:19]} with {CELL_LABEL}={cell.id}; run "
+        f"`envkit validate {staging.digest_ref(digest)}`",
+    )
     if not verdicts and stale:
         name = Path(stale[0].source).name
         other = (stale[0].image.digest if stale[0].image else None) or "no digest"
-        return replace(found, state=STALE_REPORT,
-                       reason=f"stale: {name} validated {other[:19]}, staging holds {digest[:19]}; "
-                       f"validate {staging.digest_ref(digest)}")
+        return replace(
+            found,
+            state=STALE_REPORT,
+            reason=f"stale: {name} validated {other[:19]}, staging holds {digest[:19]}; "
+            f"validate {staging.digest_ref(digest)}",
+        )
     if not verdicts:
         return found
     failed = [verdict for verdict in verdicts if not verdict.passed]
@@ -120,8 +139,13 @@ def _candidate(item: Staged, staging: RegistryRepository, verdicts: list[ImageVe
     return replace(found, state=READY, reason=f"passed: {report_names(verdicts)}")
 
 
-def release(chosen: Sequence[Target], staging: RegistryRepository, target: RegistryRepository,
-            context: Context, on_step: Callable[[str], None]) -> Promotion:
+def release(
+    chosen: Sequence[Target],
+    staging: RegistryRepository,
+    target: RegistryRepository,
+    context: Context,
+    on_step: Callable[[str], None],
+) -> Promotion:
     """Copy every ready cell into RELEASE, attach verdicts, then tag; PromotionIncomplete (exit 3)
     with the partial record when anything fails. No tag is written before every manifest is there."""
     created = utc_now()
@@ -131,8 +155,9 @@ def release(chosen: Sequence[Target], staging: RegistryRepository, target: Regis
     try:
         for item in chosen:
             digest = item.candidate.digest or ""
-            copy_image(staging.registry, staging.reference(digest=digest), target.registry,
-                       target.repository, stats)
+            copy_image(
+                staging.registry, staging.reference(digest=digest), target.registry, target.repository, stats
+            )
             on_step(f"copied {target.digest_ref(digest)}")
         for item in chosen:
             verdicts[item.candidate.cell.id] = _attach_verdict(item, target, context, created)
@@ -143,7 +168,8 @@ def release(chosen: Sequence[Target], staging: RegistryRepository, target: Regis
         partial = _record(chosen, target, context, created, tagged, verdicts, error=error.message)
         nothing = "" if partial.pushed else f"\nnothing was tagged in {context.registry}"
         raise PromotionIncomplete(
-            f"promotion stopped: {error.message}{nothing}", promotion=partial,
+            f"promotion stopped: {error.message}{nothing}",
+            promotion=partial,
             hint="fix the registry and rerun the same command: it sends only what is missing",
         ) from error
     on_step(f"blobs: {stats.mounted} mounted, {stats.uploaded} uploaded, {stats.present} already there")
@@ -154,21 +180,29 @@ def _attach_verdict(item: Target, target: RegistryRepository, context: Context, 
     digest = item.candidate.digest or ""
     subject = target.registry.head_manifest(target.repository, digest)
     if subject is None:
-        raise RegistryError(f"registry {target.registry.host}: {target.digest_ref(digest)} vanished "
-                            "after it was copied")
+        raise RegistryError(
+            f"registry {target.registry.host}: {target.digest_ref(digest)} vanished after it was copied"
+        )
     document = verdict_document(item, digest, context, created)
     payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
     annotations = {VERDICT_CREATED: created, VERDICT_CELL_LABEL: item.candidate.cell.id}
-    attached = artifacts.attach(target.registry, target.repository, subject, payload,
-                                artifact_type=VERDICT_ARTIFACT_TYPE, annotations=annotations)
+    attached = artifacts.attach(
+        target.registry,
+        target.repository,
+        subject,
+        payload,
+        artifact_type=VERDICT_ARTIFACT_TYPE,
+        annotations=annotations,
+    )
     return attached.digest
 
 
 def _tag(item: Target, target: RegistryRepository, done: list[str], on_step: Callable[[str], None]) -> None:
     manifest = target.registry.get_manifest(target.repository, item.candidate.digest or "")
     if manifest is None:
-        raise RegistryError(f"registry {target.registry.host}: {item.candidate.digest} vanished "
-                            "before tagging")
+        raise RegistryError(
+            f"registry {target.registry.host}: {item.candidate.digest} vanished before tagging"
+        )
     for ref in (item.hash_ref, item.tag_ref):  # the cell tag last
         tag = ref.rpartition(":")[2]
         target.registry.put_manifest(target.repository, tag, manifest)
@@ -180,15 +214,35 @@ def _verdict_ref(target: RegistryRepository, digest: str | None) -> str:
     return target.digest_ref(digest) if digest else ""
 
 
-def _record(chosen: Sequence[Target], target: RegistryRepository, context: Context, created: str,
-            tagged: dict[str, list[str]], verdicts: dict[str, str], *, error: str | None) -> Promotion:
+def _record(
+    chosen: Sequence[Target],
+    target: RegistryRepository,
+    context: Context,
+    created: str,
+    tagged: dict[str, list[str]],
+    verdicts: dict[str, str],
+    *,
+    error: str | None,
+) -> Promotion:
     cells = tuple(
-        Published(cell=t.candidate.cell.id, source_image_id=t.candidate.digest or "",
-                  refs=tuple(tagged[t.candidate.cell.id]), digest=t.candidate.digest, verdict="pass",
-                  verdict_ref=_verdict_ref(target, verdicts.get(t.candidate.cell.id)),
-                  verdict_digest=verdicts.get(t.candidate.cell.id),
-                  reports=t.candidate.report_files)
+        Published(
+            cell=t.candidate.cell.id,
+            source_image_id=t.candidate.digest or "",
+            refs=tuple(tagged[t.candidate.cell.id]),
+            digest=t.candidate.digest,
+            verdict="pass",
+            verdict_ref=_verdict_ref(target, verdicts.get(t.candidate.cell.id)),
+            verdict_digest=verdicts.get(t.candidate.cell.id),
+            reports=t.candidate.report_files,
+        )
         for t in chosen
     )
-    return Promotion(registry=context.registry, matrix=context.matrix, policy=context.policy, created=created,
-                     cells=cells, complete=error is None, error=error)
+    return Promotion(
+        registry=context.registry,
+        matrix=context.matrix,
+        policy=context.policy,
+        created=created,
+        cells=cells,
+        complete=error is None,
+        error=error,
+    )

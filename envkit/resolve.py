@@ -274,8 +274,10 @@ def _python_source(requested: str, python: str, os_name: str, kb: KnowledgeBase)
                 f"the knowledge base has no row for {os_name}'s python3 (envkit/data/os_python.csv); "
                 "use python_source: standalone for a pinned Python"
             )
-        raise Drop(f"{os_name} ships Python {distro_python}, not {python}; use python_source: standalone "
-                   "for a pinned Python")
+        raise Drop(
+            f"{os_name} ships Python {distro_python}, not {python}; use python_source: standalone "
+            "for a pinned Python"
+        )
     build = kb.python_build(python)
     if build is None:
         known = ", ".join(b.python for b in kb.python_builds)

@@ -799,9 +799,7 @@ def _given(gpus: list[dict[str, Any]], request: str | None) -> list[dict[str, An
     return gpus if wanted.count < 0 else gpus[: wanted.count]
 
 
-def _host_facts(
-    gpus: list[dict[str, Any]], load_before: tuple[float, float, float] | None
-) -> dict[str, Any]:
+def _host_facts(gpus: list[dict[str, Any]], load_before: tuple[float, float, float] | None) -> dict[str, Any]:
     # Collected here, on the host: what moves the numbers (report schema 2), for the GPUs the runner
     # itself found and gave the container (never the container's own account of them).
     return {

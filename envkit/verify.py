@@ -60,8 +60,9 @@ def verify(registry: Registry, ref: Reference, policy_sha256: str | None = None)
             passing.append(document)
         else:
             refused.append(f"{artifact.digest[:19]}: {why}")
-    return Verification(ref=str(ref), digest=digest, passing=tuple(passing),
-                        refused=tuple(refused[:MAX_REASONS]))
+    return Verification(
+        ref=str(ref), digest=digest, passing=tuple(passing), refused=tuple(refused[:MAX_REASONS])
+    )
 
 
 def _why_not(document: object, digest: str, policy_sha256: str | None) -> str | None:

@@ -139,8 +139,9 @@ def parse_pip_report(report: dict[str, object]) -> PypiWheel:
     if runtime is None or cudnn is None:
         raise UpdateError(f"torch {version}: metadata pins no CUDA runtime / cuDNN (a CPU-only wheel?)")
     major, minor = version_key(runtime)[:2]
-    return PypiWheel(version=version, cuda=f"{major}.{minor}", cudnn=cudnn,
-                     nccl=_pin(requires, r"nvidia-nccl-cu\d+"))
+    return PypiWheel(
+        version=version, cuda=f"{major}.{minor}", cudnn=cudnn, nccl=_pin(requires, r"nvidia-nccl-cu\d+")
+    )
 
 
 def _pip_env() -> dict[str, str]:
@@ -178,9 +179,21 @@ class LivePypi:
     def report(self, version: str) -> dict[str, object]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "report.json"
-            _pip(["install", "--dry-run", "--no-deps", "--ignore-installed", "--no-cache-dir",
-                  "--only-binary", ":all:", "--use-feature=fast-deps", "--report", str(out),
-                  f"torch=={version}"])
+            _pip(
+                [
+                    "install",
+                    "--dry-run",
+                    "--no-deps",
+                    "--ignore-installed",
+                    "--no-cache-dir",
+                    "--only-binary",
+                    ":all:",
+                    "--use-feature=fast-deps",
+                    "--report",
+                    str(out),
+                    f"torch=={version}",
+                ]
+            )
             return json.loads(out.read_text())
 
 
@@ -222,8 +235,9 @@ def query_pypi(pypi: LivePypi | SavedPypi, min_torch: str) -> tuple[PypiRelease,
         pythons = tuple(p for p in PYTHON_CANDIDATES if version in per_python[p])
         if not pythons:
             raise UpdateError(f"torch {version}: no Python minor has a Linux x86_64 wheel")
-        found.append(PypiRelease(version=version, pythons=pythons,
-                                 wheel=parse_pip_report(pypi.report(version))))
+        found.append(
+            PypiRelease(version=version, pythons=pythons, wheel=parse_pip_report(pypi.report(version)))
+        )
     return tuple(found)
 
 
@@ -412,13 +426,19 @@ def parse_release_notes(text: str, min_cuda: str = "11.8") -> tuple[list[Row], l
         driver = _driver(cells[1])
         if ga and driver and version_key(ga.group(1)) >= version_key(min_cuda):
             cuda = ga.group(1)
-            drivers[cuda] = {"cuda": cuda, "driver_min": driver,
-                             "source": f"CUDA Toolkit Release Notes, Table 3: CUDA {cuda} GA, Linux x86_64"}
+            drivers[cuda] = {
+                "cuda": cuda,
+                "driver_min": driver,
+                "source": f"CUDA Toolkit Release Notes, Table 3: CUDA {cuda} GA, Linux x86_64",
+            }
         elif major and driver and int(major.group(1)) >= version_key(min_cuda)[0]:
             m = major.group(1)
-            compat[m] = {"cuda_major": m, "driver_min": driver,
-                         "source": f"CUDA Toolkit Release Notes, Table 2: CUDA {m}.x minor version "
-                                   "compatibility, Linux x86_64"}
+            compat[m] = {
+                "cuda_major": m,
+                "driver_min": driver,
+                "source": f"CUDA Toolkit Release Notes, Table 2: CUDA {m}.x minor version "
+                "compatibility, Linux x86_64",
+            }
     if not drivers:
         raise UpdateError("no 'CUDA X.Y GA' rows found in the release notes")
     return list(drivers.values()), list(compat.values())
@@ -503,8 +523,16 @@ def _cuobjdump(tool: Path, flag: str, library: Path) -> str:
 def parse_metadata(text: str) -> PypiWheel:
     """The pins of a wheel's ``METADATA`` file (its ``Requires-Dist`` lines)."""
     message = email.parser.HeaderParser().parsestr(text)
-    report: dict[str, object] = {"install": [{"metadata": {"version": message.get("Version", ""),
-                                        "requires_dist": message.get_all("Requires-Dist") or []}}]}
+    report: dict[str, object] = {
+        "install": [
+            {
+                "metadata": {
+                    "version": message.get("Version", ""),
+                    "requires_dist": message.get_all("Requires-Dist") or [],
+                }
+            }
+        ]
+    }
     return parse_pip_report(report)
 
 
@@ -517,19 +545,33 @@ def read_wheel(wheel: Path, cuobjdump: Path) -> WheelFacts:
         pins = parse_metadata(archive.read(metadata).decode("utf-8"))
         with tempfile.TemporaryDirectory() as tmp:
             library = Path(archive.extract(WHEEL_LIBRARY, tmp))
-            arch = parse_cuobjdump(_cuobjdump(cuobjdump, "--list-elf", library),
-                                   _cuobjdump(cuobjdump, "--list-ptx", library))
+            arch = parse_cuobjdump(
+                _cuobjdump(cuobjdump, "--list-elf", library), _cuobjdump(cuobjdump, "--list-ptx", library)
+            )
     with_ptx = [a.removesuffix("+PTX") for a in arch if a.endswith("+PTX")]
     ptx = f"PTX for {', '.join(with_ptx)}" if with_ptx else "no PTX"
-    source = (f"PyPI {wheel.name}: {metadata} Requires-Dist; arch: cuobjdump --list-elf/--list-ptx of "
-              f"{WHEEL_LIBRARY} in that wheel ({ptx})")
+    source = (
+        f"PyPI {wheel.name}: {metadata} Requires-Dist; arch: cuobjdump --list-elf/--list-ptx of "
+        f"{WHEEL_LIBRARY} in that wheel ({ptx})"
+    )
     return WheelFacts(wheel=pins, arch_list=arch, source=source)
 
 
 def download_wheel(version: str, python: str, folder: Path) -> Path:
     """PyPI's manylinux x86_64 torch wheel of one release (about 1 GB; for maintainers, not tests)."""
-    args = ["download", "--no-deps", "--only-binary", ":all:", "--python-version", python,
-            "--implementation", "cp", "--dest", str(folder), f"torch=={version}"]
+    args = [
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        "--dest",
+        str(folder),
+        f"torch=={version}",
+    ]
     for platform in LINUX_PLATFORMS:
         args += ["--platform", platform]
     _pip(args)
@@ -631,9 +673,11 @@ def image_rows(tag_list: TagList, carried: Sequence[Row]) -> list[Row]:
             continue
         cudnn = sorted(patches[patch]["cudnn"])
         rows[minor] = {
-            "cuda": patch, "cudnn_tag": cudnn[-1] if cudnn else (previous or {}).get("cudnn_tag", "cudnn"),
+            "cuda": patch,
+            "cudnn_tag": cudnn[-1] if cudnn else (previous or {}).get("cudnn_tag", "cudnn"),
             "ubuntu": " ".join(sorted(patches[patch]["ubuntu"], key=version_key)),
-            "eol": (previous or {}).get("eol", ""), "source": source,
+            "eol": (previous or {}).get("eol", ""),
+            "source": source,
         }
     return list(rows.values())
 
@@ -716,17 +760,31 @@ def _matrix_rows(inputs: Inputs, torch: str, carried: dict[tuple[str, str], Row]
         name = "cu" + arch.cuda.replace(".", "")
         arch_list, arch_src = _arch(inputs, torch, arch.cuda, carried.get((torch, name)))
         source = f"pytorch generate_binary_build_matrix.py, release {_minor(torch)} (local copy)"
-        rows.append({"torch": torch, "variant": name, "cuda": arch.cuda, "cudnn": arch.cudnn,
-                     "nccl": arch.nccl or "", "arch_list": arch_list,
-                     "source": source + ARCH_MARK + arch_src})
+        rows.append(
+            {
+                "torch": torch,
+                "variant": name,
+                "cuda": arch.cuda,
+                "cudnn": arch.cudnn,
+                "nccl": arch.nccl or "",
+                "arch_list": arch_list,
+                "source": source + ARCH_MARK + arch_src,
+            }
+        )
     return rows
 
 
 def _wheel_row(facts: WheelFacts) -> Row:
     wheel = facts.wheel
-    return {"torch": wheel.version, "variant": "cu" + wheel.cuda.replace(".", ""), "cuda": wheel.cuda,
-            "cudnn": wheel.cudnn, "nccl": wheel.nccl or "", "arch_list": ";".join(facts.arch_list),
-            "source": facts.source}
+    return {
+        "torch": wheel.version,
+        "variant": "cu" + wheel.cuda.replace(".", ""),
+        "cuda": wheel.cuda,
+        "cudnn": wheel.cudnn,
+        "nccl": wheel.nccl or "",
+        "arch_list": ";".join(facts.arch_list),
+        "source": facts.source,
+    }
 
 
 def _read_from_wheel(row: Row) -> bool:
@@ -746,17 +804,25 @@ def _default_row(inputs: Inputs, release: PypiRelease, carried: dict[tuple[str, 
     if previous and _read_from_wheel(previous) and _same_pins(previous, wheel):
         return previous  # a row read from the wheel itself says more than the index's metadata
     arch_list, arch_src = _arch(inputs, wheel.version, wheel.cuda, previous)
-    return {"torch": wheel.version, "variant": name, "cuda": wheel.cuda, "cudnn": wheel.cudnn,
-            "nccl": wheel.nccl or "", "arch_list": arch_list,
-            "source": f"PyPI torch=={wheel.version} wheel metadata (METADATA Requires-Dist)"
-                      f"{ARCH_MARK}{arch_src}"}
+    return {
+        "torch": wheel.version,
+        "variant": name,
+        "cuda": wheel.cuda,
+        "cudnn": wheel.cudnn,
+        "nccl": wheel.nccl or "",
+        "arch_list": arch_list,
+        "source": f"PyPI torch=={wheel.version} wheel metadata (METADATA Requires-Dist){ARCH_MARK}{arch_src}",
+    }
 
 
 def _release_row(release: PypiRelease) -> Row:
-    return {"torch": release.version, "python": " ".join(release.pythons),
-            "default_variant": "cu" + release.wheel.cuda.replace(".", ""),
-            "source": f"PyPI torch=={release.version}: wheel tags per Python (pip index versions) "
-                      "and metadata (pip install --report)"}
+    return {
+        "torch": release.version,
+        "python": " ".join(release.pythons),
+        "default_variant": "cu" + release.wheel.cuda.replace(".", ""),
+        "source": f"PyPI torch=={release.version}: wheel tags per Python (pip index versions) "
+        "and metadata (pip install --report)",
+    }
 
 
 def build_releases_and_variants(inputs: Inputs) -> tuple[list[Row], list[Row]]:
@@ -775,8 +841,18 @@ def build_releases_and_variants(inputs: Inputs) -> tuple[list[Row], list[Row]]:
         for key, row in carried.items():
             if key[0] == torch:
                 variants[key] = row
-        variants.setdefault((torch, "cpu"), {"torch": torch, "variant": "cpu", "cuda": "", "cudnn": "",
-                                              "nccl": "", "arch_list": "", "source": CPU_SOURCE})
+        variants.setdefault(
+            (torch, "cpu"),
+            {
+                "torch": torch,
+                "variant": "cpu",
+                "cuda": "",
+                "cudnn": "",
+                "nccl": "",
+                "arch_list": "",
+                "source": CPU_SOURCE,
+            },
+        )
         for row in _matrix_rows(inputs, torch, carried):
             variants[(torch, row["variant"])] = row
         if torch in defaults:
@@ -845,17 +921,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--matrix", action="append", default=[], metavar="MINOR=PATH")
     parser.add_argument("--build-cuda", action="append", default=[], metavar="MINOR=PATH")
     parser.add_argument("--release-notes", type=Path)
-    parser.add_argument("--wheel", action="append", default=[], type=Path, metavar="WHEEL",
-                        help="a PyPI torch wheel file: its METADATA pins and libtorch_cuda.so arch list")
-    parser.add_argument("--download-wheels", action="store_true",
-                        help="pip download each PyPI release's wheel (about 1 GB each, one at a time)")
-    parser.add_argument("--cuobjdump", type=Path,
-                        help="cuobjdump (default: PATH, then the nvidia-cuda-cuobjdump package)")
+    parser.add_argument(
+        "--wheel",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="WHEEL",
+        help="a PyPI torch wheel file: its METADATA pins and libtorch_cuda.so arch list",
+    )
+    parser.add_argument(
+        "--download-wheels",
+        action="store_true",
+        help="pip download each PyPI release's wheel (about 1 GB each, one at a time)",
+    )
+    parser.add_argument(
+        "--cuobjdump", type=Path, help="cuobjdump (default: PATH, then the nvidia-cuda-cuobjdump package)"
+    )
     tags = parser.add_mutually_exclusive_group()
-    tags.add_argument("--cuda-tags", type=Path, metavar="FILE",
-                      help='captured nvidia/cuda tag list: {"origin": URL, "captured": DATE, "tags": [...]}')
-    tags.add_argument("--registry-mirror", metavar="URL",
-                      help="registry (or pull-through mirror) whose /v2/nvidia/cuda/tags/list to read")
+    tags.add_argument(
+        "--cuda-tags",
+        type=Path,
+        metavar="FILE",
+        help='captured nvidia/cuda tag list: {"origin": URL, "captured": DATE, "tags": [...]}',
+    )
+    tags.add_argument(
+        "--registry-mirror",
+        metavar="URL",
+        help="registry (or pull-through mirror) whose /v2/nvidia/cuda/tags/list to read",
+    )
     return parser
 
 
@@ -882,8 +975,9 @@ def _inputs(args: argparse.Namespace) -> Inputs:
     pypi: tuple[PypiRelease, ...] | None = None
     if not args.skip_pypi:
         if args.pip_index or args.pip_reports:
-            source: LivePypi | SavedPypi = SavedPypi(args.pip_index or args.pip_reports,
-                                                     args.pip_reports or args.pip_index)
+            source: LivePypi | SavedPypi = SavedPypi(
+                args.pip_index or args.pip_reports, args.pip_reports or args.pip_index
+            )
         else:
             source = LivePypi()
         pypi = query_pypi(source, args.min_torch)
@@ -933,4 +1027,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -216,7 +216,11 @@ def render_selected(
     hasher = FileHasher()
     return [
         render_cell(
-            cell, the_plan.matrix.name, the_plan.matrix.labels, options, hasher,
+            cell,
+            the_plan.matrix.name,
+            the_plan.matrix.labels,
+            options,
+            hasher,
             locked=None if locks is None else locks[cell.id],
         )
         for cell in selected_cells(the_plan, only)

@@ -13,10 +13,20 @@ def add_registry_arguments(parser: argparse.ArgumentParser, *, ca_alias: bool = 
     """--registry-ca-bundle (also --ca-bundle where pip's CA flag does not claim it) and
     --insecure-registry; credentials come from the Docker config (DOCKER_CONFIG or ~/.docker)."""
     names = ["--registry-ca-bundle", "--ca-bundle"] if ca_alias else ["--registry-ca-bundle"]
-    parser.add_argument(*names, dest="registry_ca_bundle", type=Path, metavar="FILE",
-                        help="CA bundle that signed the registry TLS certificate (default: system store)")
-    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST",
-                        help="allow plain HTTP to this registry host (loopback hosts always may)")
+    parser.add_argument(
+        *names,
+        dest="registry_ca_bundle",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle that signed the registry TLS certificate (default: system store)",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="allow plain HTTP to this registry host (loopback hosts always may)",
+    )
 
 
 def registry_settings(args: argparse.Namespace) -> RegistrySettings:

@@ -104,8 +104,10 @@ def push_target(args: argparse.Namespace, the_plan: Plan) -> PushTarget | None:
     naming = the_plan.matrix.image
     root = naming.registry if args.push == MATRIX_REGISTRY else args.push
     if not root:
-        raise UsageError("--push without a value needs `image.registry` in the matrix",
-                         hint="name the registry: --push HOST[:PORT][/PREFIX]")
+        raise UsageError(
+            "--push without a value needs `image.registry` in the matrix",
+            hint="name the registry: --push HOST[:PORT][/PREFIX]",
+        )
     host, repository = repository_under(root, naming.repository, "--push")
     return PushTarget(registry=get_registry(host, registry_settings(args)), repository=repository)
 

@@ -13,9 +13,12 @@ from envkit.ui import console
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("compat", help="query the compatibility knowledge base",
-                            description="Which wheels a torch release ships, which driver a CUDA needs, "
-                                        "which releases a Python or a driver can use.")
+    parser = sub.add_parser(
+        "compat",
+        help="query the compatibility knowledge base",
+        description="Which wheels a torch release ships, which driver a CUDA needs, "
+        "which releases a Python or a driver can use.",
+    )
     queries = parser.add_subparsers(dest="query", metavar="QUERY", required=True, parser_class=type(parser))
     for name, what, example in (
         ("torch", "a torch release: Pythons, variants with CUDA/cuDNN/arch list, PyPI default", "2.6"),
@@ -45,30 +48,49 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_torch(record: dict[str, Any]) -> None:
     out = console()
-    out.print(f"torch {record['torch']}: Python {' '.join(record['pythons'])}; "
-              f"PyPI wheel = {record['pypi_default']}")
+    out.print(
+        f"torch {record['torch']}: Python {' '.join(record['pythons'])}; "
+        f"PyPI wheel = {record['pypi_default']}"
+    )
     table = Table(title_justify="left")
     for column in ("variant", "CUDA", "cuDNN", "NCCL", "driver ≥", "arch list", "read from", "source"):
         table.add_column(column, overflow="fold")
     for v in record["variants"]:
         name = v["variant"] + (" (PyPI)" if v["pypi_default"] else "")
-        table.add_row(name, v["cuda"] or "-", v["cudnn"] or "-", v["nccl"] or "-", v["driver_floor"] or "-",
-                      ";".join(v["arch_list"]) or "-", v["evidence"], v["source"])
+        table.add_row(
+            name,
+            v["cuda"] or "-",
+            v["cudnn"] or "-",
+            v["nccl"] or "-",
+            v["driver_floor"] or "-",
+            ";".join(v["arch_list"]) or "-",
+            v["evidence"],
+            v["source"],
+        )
     out.print(table)
-    out.print("read from: wheel = pins and arch list read from the wheel itself; upstream = PyTorch's "
-              "build files; secondary = copies, reports or inference (see source)")
+    out.print(
+        "read from: wheel = pins and arch list read from the wheel itself; upstream = PyTorch's "
+        "build files; secondary = copies, reports or inference (see source)"
+    )
 
 
 def _print_cuda(record: dict[str, Any]) -> None:
     out = console()
-    out.print(f"CUDA {record['cuda']}: driver ≥ {record['driver_floor'] or 'unknown'} "
-              f"(minor-version compatibility ≥ {record['compat_floor'] or 'unknown'})")
+    out.print(
+        f"CUDA {record['cuda']}: driver ≥ {record['driver_floor'] or 'unknown'} "
+        f"(minor-version compatibility ≥ {record['compat_floor'] or 'unknown'})"
+    )
     images = Table(title="nvidia/cuda tags", title_justify="left")
     for column in ("CUDA", "Ubuntu", "end of support", "read from", "tags"):
         images.add_column(column, overflow="fold")
     for line in record["images"]:
-        images.add_row(line["cuda"], " ".join(line["ubuntu"]), line["end_of_support"] or "-",
-                       line["evidence"], "\n".join(line["tags"]))
+        images.add_row(
+            line["cuda"],
+            " ".join(line["ubuntu"]),
+            line["end_of_support"] or "-",
+            line["evidence"],
+            "\n".join(line["tags"]),
+        )
     out.print(images)
     _print_variants(out, record["torch"], f"torch variants with CUDA {record['cuda']}")
 
@@ -96,8 +118,11 @@ def _print_driver(record: dict[str, Any]) -> None:
     majors = ", ".join(f"{m}.x" for m in record["minor_compat_majors"]) or "none"
     out.print(f"driver {record['driver']}: CUDA {full} (full support); minor-version compatibility: {majors}")
     _print_variants(out, record["variants"], f"torch variants driver {record['driver']} can run")
-    _print_variants(out, record["minor_compat_variants"],
-                    "torch variants it runs under minor-version compatibility (reduced feature set)")
+    _print_variants(
+        out,
+        record["minor_compat_variants"],
+        "torch variants it runs under minor-version compatibility (reduced feature set)",
+    )
 
 
 PRINTERS = {"torch": _print_torch, "cuda": _print_cuda, "python": _print_python, "driver": _print_driver}

@@ -163,8 +163,19 @@ def compact_table(cells: Sequence[Cell], *, base: bool) -> Table:
 
 def wide_table(cells: Sequence[Cell]) -> Table:
     """Every resolved field, one column each, never wrapped (`--wide`)."""
-    columns = ("cell", "torch", "cuda", "cudnn", "nccl", "python", "os", "flavor", "base", "driver ≥",
-               "compat ≥")
+    columns = (
+        "cell",
+        "torch",
+        "cuda",
+        "cudnn",
+        "nccl",
+        "python",
+        "os",
+        "flavor",
+        "base",
+        "driver ≥",
+        "compat ≥",
+    )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in columns:
         table.add_column(column, no_wrap=True)

@@ -64,20 +64,43 @@ def register(sub: Any) -> None:
         "is not ready (nothing pushed), 2 bad input, 3 the engine or registry failed midway.",
     )
     add_matrix_argument(parser)
-    parser.add_argument("--registry", metavar="R",
-                        help="host[:port][/prefix] to push the local engine's images to; the matrix's own "
-                        "registry host is replaced")
-    parser.add_argument("--from", dest="staging", metavar="STAGING",
-                        help="registry-side: host[:port][/prefix] that `envkit build --push` filled")
-    parser.add_argument("--to", dest="release_to", metavar="RELEASE",
-                        help="registry-side: host[:port][/prefix] to copy to (no container engine needed)")
-    parser.add_argument("--reports", required=True, type=Path, metavar="PATH",
-                        help="a validation report JSON file, or a folder of them")
+    parser.add_argument(
+        "--registry",
+        metavar="R",
+        help="host[:port][/prefix] to push the local engine's images to; the matrix's own "
+        "registry host is replaced",
+    )
+    parser.add_argument(
+        "--from",
+        dest="staging",
+        metavar="STAGING",
+        help="registry-side: host[:port][/prefix] that `envkit build --push` filled",
+    )
+    parser.add_argument(
+        "--to",
+        dest="release_to",
+        metavar="RELEASE",
+        help="registry-side: host[:port][/prefix] to copy to (no container engine needed)",
+    )
+    parser.add_argument(
+        "--reports",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="a validation report JSON file, or a folder of them",
+    )
     parser.add_argument("--policy", required=True, type=Path, metavar="P", help="the release policy YAML")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="show each cell's verdict and what would be pushed; push nothing")
-    parser.add_argument("--record", type=Path, metavar="FILE",
-                        help="write the promotion record here (default .envkit/<matrix>/promotion.json)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show each cell's verdict and what would be pushed; push nothing",
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="write the promotion record here (default .envkit/<matrix>/promotion.json)",
+    )
     add_only_argument(parser)
     add_render_arguments(parser)
     add_locked_argument(parser)
@@ -87,8 +110,10 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.staging) != bool(args.release_to) or bool(args.staging) == bool(args.registry):
-        raise UsageError("give either --registry R, or both --from STAGING and --to RELEASE",
-                         hint="--from/--to copy registry-side (no engine); --registry pushes local images")
+        raise UsageError(
+            "give either --registry R, or both --from STAGING and --to RELEASE",
+            hint="--from/--to copy registry-side (no engine); --registry pushes local images",
+        )
     if args.staging:
         return run_registry_side(args)
     registry = registry_root(args.registry)
@@ -105,8 +130,13 @@ def run(args: argparse.Namespace) -> int:
         # Whole lines under the table: a reason is never cut by column wrapping in a CI log.
         for candidate in waiting:
             out.print(Text(f"{candidate.state}: {candidate.cell.id}: {candidate.reason}", style="red"))
-        out.print(Text(f"promote: refused; {len(waiting)} of {len(candidates)} cell(s) not ready, "
-                       "nothing was pushed", style="red"))
+        out.print(
+            Text(
+                f"promote: refused; {len(waiting)} of {len(candidates)} cell(s) not ready, "
+                "nothing was pushed",
+                style="red",
+            )
+        )
         return 1
     chosen = targets(candidates, registry, the_plan.matrix.image.repository)
     if args.dry_run:
@@ -147,8 +177,12 @@ def run_registry_side(args: argparse.Namespace) -> int:
         print_release_plan(chosen)
         return 0
     record = args.record or Path(".envkit") / the_plan.matrix.name / "promotion.json"
-    context = Context(registry=release_root, matrix=the_plan.matrix.file, policy=policy.source,
-                      policy_sha256=policy_digest(policy))
+    context = Context(
+        registry=release_root,
+        matrix=the_plan.matrix.file,
+        policy=policy.source,
+        policy_sha256=policy_digest(policy),
+    )
     try:
         promotion = release(chosen, staging, target, context, on_step=lambda line: out.print(Text(line)))
     except PromotionIncomplete as stopped:
@@ -168,8 +202,9 @@ def _endpoints(args: argparse.Namespace, the_plan: Plan) -> tuple[RegistryReposi
         host, path = repository_under(root, repository, flag)
         ends.append(RegistryRepository(registry=get_registry(host, settings), repository=path))
     if parse_root(args.staging, "--from") == parse_root(args.release_to, "--to"):
-        raise UsageError("--from and --to name the same repository",
-                         hint="release to another registry or prefix")
+        raise UsageError(
+            "--from and --to name the same repository", hint="release to another registry or prefix"
+        )
     return ends[0], ends[1]
 
 
@@ -180,8 +215,13 @@ def _refused(candidates: Sequence[Candidate]) -> bool:
     for candidate in waiting:
         out.print(Text(f"{candidate.state}: {candidate.cell.id}: {candidate.reason}", style="red"))
     if waiting:
-        out.print(Text(f"promote: refused; {len(waiting)} of {len(candidates)} cell(s) not ready, "
-                       "nothing was pushed", style="red"))
+        out.print(
+            Text(
+                f"promote: refused; {len(waiting)} of {len(candidates)} cell(s) not ready, "
+                "nothing was pushed",
+                style="red",
+            )
+        )
     return bool(waiting)
 
 

@@ -25,8 +25,12 @@ def register(sub: Any) -> None:
         "verdict for exactly that digest exists, 1 when none does, 2 bad input, 3 the registry failed.",
     )
     parser.add_argument("ref", metavar="REF", help="HOST[:PORT]/REPOSITORY:TAG or ...@sha256:<digest>")
-    parser.add_argument("--policy", type=Path, metavar="P",
-                        help="count only verdicts made under this policy file (same bytes)")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        metavar="P",
+        help="count only verdicts made under this policy file (same bytes)",
+    )
     add_registry_arguments(parser, ca_alias=True)
     parser.set_defaults(func=run)
 
@@ -42,8 +46,13 @@ def run(args: argparse.Namespace) -> int:
     target = f"{ref.name}@{result.digest}"
     if result.passed:
         document = result.passing[0]
-        out.print(Text(f"verified: {target}: passed {document.get('policy')} "
-                       f"(cell {document.get('cell')}, {document.get('created')})", style="green"))
+        out.print(
+            Text(
+                f"verified: {target}: passed {document.get('policy')} "
+                f"(cell {document.get('cell')}, {document.get('created')})",
+                style="green",
+            )
+        )
         return 0
     out.print(Text(f"not verified: no passing envkit verdict for {target}", style="red"))
     return 1

@@ -97,15 +97,21 @@ def parse_root(text: str, flag: str = "--registry") -> tuple[str, str]:
     """`host[:port][/prefix]` into (host, prefix); a UsageError for a scheme or a missing host."""
     value = text.strip().rstrip("/")
     if "://" in value:
-        raise UsageError(f"{flag} {text!r}: give host[:port][/prefix], without a scheme",
-                         hint=f"e.g. {flag} 127.0.0.1:5000/ml")
+        raise UsageError(
+            f"{flag} {text!r}: give host[:port][/prefix], without a scheme",
+            hint=f"e.g. {flag} 127.0.0.1:5000/ml",
+        )
     host, _, prefix = value.partition("/")
     if not _HOST.fullmatch(host) or not ("." in host or ":" in host or host == "localhost"):
-        raise UsageError(f"{flag} {text!r} does not start with a registry host",
-                         hint="write host[:port][/prefix]; a host has a dot or a port, or is localhost")
+        raise UsageError(
+            f"{flag} {text!r} does not start with a registry host",
+            hint="write host[:port][/prefix]; a host has a dot or a port, or is localhost",
+        )
     if prefix and not _REPOSITORY.fullmatch(prefix):
-        raise UsageError(f"{flag} {text!r}: the prefix is not a valid repository path",
-                         hint="lower-case path parts of letters, digits and . _ -")
+        raise UsageError(
+            f"{flag} {text!r}: the prefix is not a valid repository path",
+            hint="lower-case path parts of letters, digits and . _ -",
+        )
     return host, prefix
 
 
@@ -123,9 +129,13 @@ class Descriptor:
     def from_json(cls, entry: Mapping[str, Any]) -> Descriptor:
         """A Descriptor from OCI JSON (KeyError/ValueError/TypeError on a malformed one)."""
         annotations = entry.get("annotations") or {}
-        return cls(media_type=str(entry["mediaType"]), digest=str(entry["digest"]), size=int(entry["size"]),
-                   artifact_type=entry.get("artifactType"),
-                   annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())))
+        return cls(
+            media_type=str(entry["mediaType"]),
+            digest=str(entry["digest"]),
+            size=int(entry["size"]),
+            artifact_type=entry.get("artifactType"),
+            annotations=tuple(sorted((str(k), str(v)) for k, v in annotations.items())),
+        )
 
     def to_json(self) -> dict[str, object]:
         """The descriptor as OCI JSON."""

@@ -60,8 +60,10 @@ def load_credentials(host: str, folder: Path | None = None) -> Credentials | Non
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable Docker config ({type(error).__name__})",
-                          hint="fix or remove the file, or run `docker login` again") from None
+        raise ConfigError(
+            f"{path}: not a readable Docker config ({type(error).__name__})",
+            hint="fix or remove the file, or run `docker login` again",
+        ) from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: not a Docker config (expected a JSON object)")
     helper = (config.get("credHelpers") or {}).get(host) or config.get("credsStore")
@@ -92,30 +94,44 @@ def _from_entry(entry: Mapping[str, Any], path: Path, host: str) -> Credentials 
     except (binascii.Error, UnicodeDecodeError):
         user, sep, secret = "", "", ""
     if not sep or not user:
-        raise ConfigError(f"{path}: the `auth` entry for {host} is not base64 of user:password",
-                          hint=f"run `docker login {host}` again")
+        raise ConfigError(
+            f"{path}: the `auth` entry for {host} is not base64 of user:password",
+            hint=f"run `docker login {host}` again",
+        )
     return Credentials(username=user, secret=secret, source=str(path))
 
 
 def _from_helper(helper: str, host: str) -> Credentials | None:
     program = f"docker-credential-{helper}"
     try:
-        done = subprocess.run([program, "get"], input=host, capture_output=True, text=True,
-                              timeout=HELPER_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            [program, "get"],
+            input=host,
+            capture_output=True,
+            text=True,
+            timeout=HELPER_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise RegistryError(f"the credential helper {program} for {host} could not run "
-                            f"({type(error).__name__})",
-                            hint=f"install {program} or fix the Docker config") from None
+        raise RegistryError(
+            f"the credential helper {program} for {host} could not run ({type(error).__name__})",
+            hint=f"install {program} or fix the Docker config",
+        ) from None
     if done.returncode != 0:
         # "credentials not found in native keychain": the helper knows nothing about this host.
         return None
     try:
         answer = json.loads(done.stdout)
-        return Credentials(username=str(answer["Username"]), secret=str(answer["Secret"]),
-                           source=f"credential helper {helper}")
+        return Credentials(
+            username=str(answer["Username"]),
+            secret=str(answer["Secret"]),
+            source=f"credential helper {helper}",
+        )
     except (ValueError, KeyError, TypeError):
-        raise RegistryError(f"the credential helper {program} gave no credentials for {host}",
-                            hint=f"run `docker login {host}` again") from None
+        raise RegistryError(
+            f"the credential helper {program} gave no credentials for {host}",
+            hint=f"run `docker login {host}` again",
+        ) from None
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -127,8 +143,14 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class Authenticator:
     """Answers a registry's 401 challenges for one host; tokens are kept per scope for the session."""
 
-    def __init__(self, host: str, session: requests.Session, credentials: Credentials | None,
-                 verify: bool | str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        session: requests.Session,
+        credentials: Credentials | None,
+        verify: bool | str,
+        timeout_s: float,
+    ) -> None:
         self.host = host
         self.session = session
         self.credentials = credentials
@@ -167,25 +189,39 @@ class Authenticator:
         creds = self.credentials
         try:
             if creds is not None and creds.refresh_token:
-                form = {"grant_type": "refresh_token", "refresh_token": creds.secret, "client_id": "envkit",
-                        "service": query["service"], "scope": " ".join(dict.fromkeys(scopes))}
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.secret,
+                    "client_id": "envkit",
+                    "service": query["service"],
+                    "scope": " ".join(dict.fromkeys(scopes)),
+                }
                 reply = self.session.post(realm, data=form, verify=self.verify, timeout=self.timeout_s)
             else:
                 auth = (creds.username, creds.secret) if creds is not None else None
-                reply = self.session.get(realm, params={**query, "scope": list(dict.fromkeys(scopes))},
-                                         auth=auth, verify=self.verify, timeout=self.timeout_s)
+                reply = self.session.get(
+                    realm,
+                    params={**query, "scope": list(dict.fromkeys(scopes))},
+                    auth=auth,
+                    verify=self.verify,
+                    timeout=self.timeout_s,
+                )
         except requests.RequestException as error:
-            raise RegistryError(f"the token service of {self.host} could not be reached "
-                                f"({type(error).__name__})") from None
+            raise RegistryError(
+                f"the token service of {self.host} could not be reached ({type(error).__name__})"
+            ) from None
         if reply.status_code in (401, 403):
-            raise RegistryError(f"the token service of {self.host} refused the credentials for {scope} "
-                                f"({reply.status_code})", hint=login_hint(self.host, creds))
+            raise RegistryError(
+                f"the token service of {self.host} refused the credentials for {scope} ({reply.status_code})",
+                hint=login_hint(self.host, creds),
+            )
         try:
             body = reply.json()
             return str(body.get("token") or body["access_token"])
         except (ValueError, KeyError, AttributeError):
-            raise RegistryError(f"the token service of {self.host} answered {reply.status_code} "
-                                "without a token") from None
+            raise RegistryError(
+                f"the token service of {self.host} answered {reply.status_code} without a token"
+            ) from None
 
 
 def _basic_header(credentials: Credentials) -> str:
@@ -196,7 +232,11 @@ def _basic_header(credentials: Credentials) -> str:
 def login_hint(host: str, credentials: Credentials | None) -> str:
     """What to do about refused or missing credentials; names where they came from, never what they are."""
     if credentials is None:
-        return (f"no credentials for {host} in the Docker config; "
-                f"run `docker login {host}` (or set DOCKER_CONFIG)")
-    return (f"the credentials for {host} from {credentials.source} were refused; "
-            f"run `docker login {host}` again, or check the account's rights on this repository")
+        return (
+            f"no credentials for {host} in the Docker config; "
+            f"run `docker login {host}` (or set DOCKER_CONFIG)"
+        )
+    return (
+        f"the credentials for {host} from {credentials.source} were refused; "
+        f"run `docker login {host}` again, or check the account's rights on this repository"
+    )

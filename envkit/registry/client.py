@@ -95,35 +95,56 @@ class HttpRegistry(Registry):
     # -- the interface ----------------------------------------------------------------------------
 
     def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
-        reply = self._call("HEAD", f"/v2/{repository}/manifests/{reference}", repository, reference,
-                           headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        reply = self._call(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            repository,
+            reference,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
         if reply is None:
             return None
         digest = reply.headers.get("Docker-Content-Digest")
         if not digest or not is_digest(digest):
             manifest = self.get_manifest(repository, reference)
             return manifest.descriptor if manifest else None
-        return Descriptor(media_type=_media_type(reply), digest=digest,
-                          size=int(reply.headers.get("Content-Length") or 0))
+        return Descriptor(
+            media_type=_media_type(reply), digest=digest, size=int(reply.headers.get("Content-Length") or 0)
+        )
 
     def get_manifest(self, repository: str, reference: str) -> Manifest | None:
-        reply = self._call("GET", f"/v2/{repository}/manifests/{reference}", repository, reference,
-                           headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        reply = self._call(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            repository,
+            reference,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
         if reply is None:
             return None
         body = reply.content
         computed = "sha256:" + hashlib.sha256(body).hexdigest()
         if is_digest(reference) and computed != reference:
-            raise RegistryError(f"registry {self.host}: the manifest of {repository}@{reference} does not "
-                                f"match its digest (got {computed})",
-                                hint="the registry or a proxy altered it")
+            raise RegistryError(
+                f"registry {self.host}: the manifest of {repository}@{reference} does not "
+                f"match its digest (got {computed})",
+                hint="the registry or a proxy altered it",
+            )
         digest = reply.headers.get("Docker-Content-Digest") or computed
         return Manifest(media_type=_media_type(reply), digest=digest, body=body)
 
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
-        reply = self._call("PUT", f"/v2/{repository}/manifests/{reference}", repository, reference,
-                           push=True, ok=(200, 201, 202), absent=(),
-                           headers={"Content-Type": manifest.media_type}, data=manifest.body)
+        reply = self._call(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            repository,
+            reference,
+            push=True,
+            ok=(200, 201, 202),
+            absent=(),
+            headers={"Content-Type": manifest.media_type},
+            data=manifest.body,
+        )
         assert reply is not None
         return reply.headers.get("Docker-Content-Digest") or manifest.digest
 
@@ -131,9 +152,17 @@ class HttpRegistry(Registry):
         return self._call("HEAD", f"/v2/{repository}/blobs/{digest}", repository, digest) is not None
 
     def mount_blob(self, repository: str, digest: str, source: str) -> bool:
-        reply = self._call("POST", f"/v2/{repository}/blobs/uploads/", repository, digest, push=True,
-                           ok=(201, 202), absent=(), params={"mount": digest, "from": source},
-                           also_pull=source)
+        reply = self._call(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            repository,
+            digest,
+            push=True,
+            ok=(201, 202),
+            absent=(),
+            params={"mount": digest, "from": source},
+            also_pull=source,
+        )
         assert reply is not None
         if reply.status_code == 201:
             return True
@@ -141,8 +170,9 @@ class HttpRegistry(Registry):
         return False
 
     def get_blob(self, repository: str, digest: str) -> Iterator[bytes]:
-        reply = self._call("GET", f"/v2/{repository}/blobs/{digest}", repository, digest,
-                           absent=(), stream=True)
+        reply = self._call(
+            "GET", f"/v2/{repository}/blobs/{digest}", repository, digest, absent=(), stream=True
+        )
         assert reply is not None
         try:
             yield from reply.iter_content(chunk_size=1024**2)
@@ -153,8 +183,9 @@ class HttpRegistry(Registry):
 
     def upload_blob(self, repository: str, digest: str, chunks: Iterable[bytes]) -> None:
         ref = f"{repository}@{digest}"
-        reply = self._call("POST", f"/v2/{repository}/blobs/uploads/", repository, digest, push=True,
-                           ok=(202,), absent=())
+        reply = self._call(
+            "POST", f"/v2/{repository}/blobs/uploads/", repository, digest, push=True, ok=(202,), absent=()
+        )
         assert reply is not None
         location = self._location(reply, ref)
         offset = 0
@@ -163,13 +194,28 @@ class HttpRegistry(Registry):
         for following in pieces:
             location, offset = self._patch(location, piece, offset, repository, ref), offset + len(piece)
             piece = following
-        self._call("PUT", location, repository, digest, push=True, ok=(201, 204), absent=(),
-                   params={"digest": digest}, data=piece,
-                   headers={"Content-Type": "application/octet-stream"})
+        self._call(
+            "PUT",
+            location,
+            repository,
+            digest,
+            push=True,
+            ok=(201, 204),
+            absent=(),
+            params={"digest": digest},
+            data=piece,
+            headers={"Content-Type": "application/octet-stream"},
+        )
 
     def referrers(self, repository: str, digest: str) -> Sequence[Descriptor] | None:
-        reply = self._call("GET", f"/v2/{repository}/referrers/{digest}", repository, digest,
-                           absent=(404, 405), headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+        reply = self._call(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            repository,
+            digest,
+            absent=(404, 405),
+            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        )
         if reply is None:
             return None
         try:
@@ -181,9 +227,17 @@ class HttpRegistry(Registry):
 
     def _patch(self, location: str, piece: bytes, offset: int, repository: str, ref: str) -> str:
         end = offset + len(piece) - 1
-        reply = self._call("PATCH", location, repository, ref, push=True, ok=(202,), absent=(), data=piece,
-                           headers={"Content-Type": "application/octet-stream",
-                                    "Content-Range": f"{offset}-{end}"})
+        reply = self._call(
+            "PATCH",
+            location,
+            repository,
+            ref,
+            push=True,
+            ok=(202,),
+            absent=(),
+            data=piece,
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"{offset}-{end}"},
+        )
         assert reply is not None
         return self._location(reply, ref)
 
@@ -198,8 +252,15 @@ class HttpRegistry(Registry):
         if location:
             # An abandoned upload session expires on the registry by itself: a refusal here is harmless.
             with contextlib.suppress(RegistryError):
-                self._call("DELETE", urljoin(self.base(), location), repository, ref, push=True,
-                           ok=(200, 202, 204), absent=(404,))
+                self._call(
+                    "DELETE",
+                    urljoin(self.base(), location),
+                    repository,
+                    ref,
+                    push=True,
+                    ok=(200, 202, 204),
+                    absent=(404,),
+                )
 
     def base(self) -> str:
         """`https://host` or, for a loopback/insecure host that does not speak TLS, `http://host`."""
@@ -220,8 +281,11 @@ class HttpRegistry(Registry):
                 raise RegistryError(
                     f"registry {self.host}: its TLS certificate could not be verified",
                     hint="pass the CA that signed it with --registry-ca-bundle FILE"
-                    + ("" if self._plain_http_allowed() else f", or --insecure-registry {self.host} "
-                       "for a plain-HTTP registry"),
+                    + (
+                        ""
+                        if self._plain_http_allowed()
+                        else f", or --insecure-registry {self.host} for a plain-HTTP registry"
+                    ),
                 ) from None
         except requests.RequestException as error:
             if not self._plain_http_allowed():
@@ -231,13 +295,25 @@ class HttpRegistry(Registry):
     def _authenticator(self) -> Authenticator:
         if self._auth is None:
             credentials = load_credentials(self.host, self.settings.docker_config)
-            self._auth = Authenticator(self.host, self.session, credentials, self.verify,
-                                       self.settings.timeout_s)
+            self._auth = Authenticator(
+                self.host, self.session, credentials, self.verify, self.settings.timeout_s
+            )
         return self._auth
 
-    def _call(self, method: str, path: str, repository: str, ref: str, *, push: bool = False,
-              ok: tuple[int, ...] = (200,), absent: tuple[int, ...] = (404,), also_pull: str | None = None,
-              headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response | None:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        repository: str,
+        ref: str,
+        *,
+        push: bool = False,
+        ok: tuple[int, ...] = (200,),
+        absent: tuple[int, ...] = (404,),
+        also_pull: str | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response | None:
         """One API call with the challenge-answering retry; None for an `absent` status."""
         url = path if "://" in path else self.base() + path
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
@@ -247,9 +323,15 @@ class HttpRegistry(Registry):
         auth = self._authenticator()
         for _attempt in range(3):
             try:
-                reply = self.session.request(method, url, headers={**(headers or {}), **auth.headers(scope)},
-                                             verify=self.verify, timeout=self.settings.timeout_s,
-                                             allow_redirects=True, **kwargs)
+                reply = self.session.request(
+                    method,
+                    url,
+                    headers={**(headers or {}), **auth.headers(scope)},
+                    verify=self.verify,
+                    timeout=self.settings.timeout_s,
+                    allow_redirects=True,
+                    **kwargs,
+                )
             except requests.RequestException as error:
                 raise self._fault(error, f"{repository}:{ref}", method) from None
             challenge = reply.headers.get("WWW-Authenticate", "")
@@ -259,8 +341,14 @@ class HttpRegistry(Registry):
             break
         return self._judge(reply, what, ok, absent, auth)
 
-    def _judge(self, reply: requests.Response, what: str, ok: tuple[int, ...], absent: tuple[int, ...],
-               auth: Authenticator) -> requests.Response | None:
+    def _judge(
+        self,
+        reply: requests.Response,
+        what: str,
+        ok: tuple[int, ...],
+        absent: tuple[int, ...],
+        auth: Authenticator,
+    ) -> requests.Response | None:
         status = reply.status_code
         if status in ok:
             return reply
@@ -270,22 +358,29 @@ class HttpRegistry(Registry):
         detail = _error_text(reply)
         reply.close()
         if status == 401:
-            raise RegistryError(f"registry {self.host} refused the credentials for {what}",
-                                hint=login_hint(self.host, auth.credentials))
+            raise RegistryError(
+                f"registry {self.host} refused the credentials for {what}",
+                hint=login_hint(self.host, auth.credentials),
+            )
         if status == 403:
-            raise RegistryError(f"registry {self.host} denied {what} (403){detail}",
-                                hint="the account lacks the right for this repository; "
-                                "ask for push/pull access")
+            raise RegistryError(
+                f"registry {self.host} denied {what} (403){detail}",
+                hint="the account lacks the right for this repository; ask for push/pull access",
+            )
         if status >= 500:
-            raise RegistryError(f"registry {self.host} failed {what} ({status}){detail}",
-                                hint="the registry is in trouble (full storage, a crash); rerun once it is "
-                                "fixed: what is already there is not uploaded again")
+            raise RegistryError(
+                f"registry {self.host} failed {what} ({status}){detail}",
+                hint="the registry is in trouble (full storage, a crash); rerun once it is "
+                "fixed: what is already there is not uploaded again",
+            )
         raise RegistryError(f"registry {self.host} answered {status} to {what}{detail}")
 
     def _fault(self, error: BaseException, ref: str, doing: str) -> RegistryError:
-        return RegistryError(f"registry {self.host}: {doing} {ref} failed: {reason(error)}",
-                             hint="check that the registry runs and is reachable; rerun to finish: "
-                             "what is already there is not uploaded again")
+        return RegistryError(
+            f"registry {self.host}: {doing} {ref} failed: {reason(error)}",
+            hint="check that the registry runs and is reachable; rerun to finish: "
+            "what is already there is not uploaded again",
+        )
 
 
 def _media_type(reply: requests.Response) -> str:

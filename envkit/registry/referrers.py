@@ -33,8 +33,15 @@ def _canonical(data: object) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def attach(registry: Registry, repository: str, subject: Descriptor, payload: bytes, *,
-           artifact_type: str, annotations: Mapping[str, str]) -> Descriptor:
+def attach(
+    registry: Registry,
+    repository: str,
+    subject: Descriptor,
+    payload: bytes,
+    *,
+    artifact_type: str,
+    annotations: Mapping[str, str],
+) -> Descriptor:
     """Push `payload` as an artifact whose subject is `subject`; returns the artifact's descriptor.
 
     The artifact is pushed by digest; where the registry has no referrers API, the fallback index is
@@ -45,19 +52,26 @@ def attach(registry: Registry, repository: str, subject: Descriptor, payload: by
         digest = sha256(blob)
         if not registry.has_blob(repository, digest):
             registry.upload_blob(repository, digest, [blob])
-    body = _canonical({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": OCI_EMPTY_CONFIG, "digest": sha256(EMPTY_JSON), "size": len(EMPTY_JSON)},
-        "layers": [{"mediaType": artifact_type, "digest": sha256(payload), "size": len(payload)}],
-        "subject": subject.to_json(),
-        "annotations": dict(annotations),
-    })
+    body = _canonical(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": {"mediaType": OCI_EMPTY_CONFIG, "digest": sha256(EMPTY_JSON), "size": len(EMPTY_JSON)},
+            "layers": [{"mediaType": artifact_type, "digest": sha256(payload), "size": len(payload)}],
+            "subject": subject.to_json(),
+            "annotations": dict(annotations),
+        }
+    )
     manifest = Manifest(media_type=OCI_MANIFEST, digest=sha256(body), body=body)
     digest = registry.put_manifest(repository, manifest.digest, manifest)
-    descriptor = Descriptor(media_type=OCI_MANIFEST, digest=digest, size=len(body),
-                            artifact_type=artifact_type, annotations=tuple(sorted(annotations.items())))
+    descriptor = Descriptor(
+        media_type=OCI_MANIFEST,
+        digest=digest,
+        size=len(body),
+        artifact_type=artifact_type,
+        annotations=tuple(sorted(annotations.items())),
+    )
     if registry.referrers(repository, subject.digest) is None:
         _add_to_fallback(registry, repository, subject.digest, descriptor)
     return descriptor
@@ -69,8 +83,9 @@ def _add_to_fallback(registry: Registry, repository: str, subject: str, descript
     entries = manifest_json(existing, f"{repository}:{tag}").get("manifests") or [] if existing else []
     if any(entry.get("digest") == descriptor.digest for entry in entries):
         return
-    body = _canonical({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                       "manifests": [*entries, descriptor.to_json()]})
+    body = _canonical(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*entries, descriptor.to_json()]}
+    )
     registry.put_manifest(repository, tag, Manifest(media_type=OCI_INDEX, digest=sha256(body), body=body))
 
 

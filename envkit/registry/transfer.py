@@ -42,16 +42,19 @@ def blobs_of(data: dict[str, Any]) -> list[str]:
     return found + [layer["digest"] for layer in data.get("layers") or [] if isinstance(layer, dict)]
 
 
-def copy_image(source: Registry, src: Reference, target: Registry, dst_repository: str,
-               stats: CopyStats | None = None) -> Manifest:
+def copy_image(
+    source: Registry, src: Reference, target: Registry, dst_repository: str, stats: CopyStats | None = None
+) -> Manifest:
     """Copy the manifest `src` (by digest) and everything it points to into `dst_repository` of
     `target`; returns the manifest. Blobs are mounted when both repositories share a registry."""
     stats = stats if stats is not None else CopyStats()
     where = str(src)
     manifest = source.get_manifest(src.repository, src.reference)
     if manifest is None:
-        raise RegistryError(f"registry {source.host}: {where} is not there",
-                            hint="build and push it first (envkit build --push)")
+        raise RegistryError(
+            f"registry {source.host}: {where} is not there",
+            hint="build and push it first (envkit build --push)",
+        )
     if target.head_manifest(dst_repository, manifest.digest) is not None:
         stats.present += 1
         return manifest
@@ -66,8 +69,14 @@ def copy_image(source: Registry, src: Reference, target: Registry, dst_repositor
     return manifest
 
 
-def _copy_blob(source: Registry, src_repository: str, target: Registry, dst_repository: str, digest: str,
-               stats: CopyStats) -> None:
+def _copy_blob(
+    source: Registry,
+    src_repository: str,
+    target: Registry,
+    dst_repository: str,
+    digest: str,
+    stats: CopyStats,
+) -> None:
     if target.has_blob(dst_repository, digest):
         stats.present += 1
         return

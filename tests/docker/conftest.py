@@ -86,9 +86,7 @@ def managed_leftovers(engine: DockerSdkEngine) -> dict[str, set[str]]:
         "containers": set(engine.containers(MANAGED_FILTER)),
         "volumes": {volume["Name"] for volume in volumes},
         "dangling images": {
-            image.id
-            for image in engine.images(MANAGED_FILTER)
-            if not image.tags and not image.digests
+            image.id for image in engine.images(MANAGED_FILTER) if not image.tags and not image.digests
         },
     }
 

@@ -53,10 +53,14 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def cuda_cell(engine: DockerSdkEngine, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+def cuda_cell(
+    engine: DockerSdkEngine, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Built]:
     folder = tmp_path_factory.mktemp("cuda-pypi")
     matrix = folder / "cuda-pypi.yaml"
-    matrix.write_text(MATRIX.format(repository=f"envkit-test/cuda-pypi-{uuid.uuid4().hex[:8]}", base=base_image))
+    matrix.write_text(
+        MATRIX.format(repository=f"envkit-test/cuda-pypi-{uuid.uuid4().hex[:8]}", base=base_image)
+    )
     # pip in the build reaches the package index through this machine's proxy when $PIP_CERT names its CA.
     flags = ["--ca-bundle", str(canary_ca_bundle(folder, "cuda-pypi"))] if os.environ.get("PIP_CERT") else []
     report = folder / "build.json"

@@ -70,8 +70,13 @@ class Setup:
 
 def lock_wheelhouse() -> Path:
     source = wheelhouse_or_skip()
-    done = subprocess.run([str(ROOT / "scripts" / "make-lock-wheelhouse.sh"), str(source)], capture_output=True,
-                          text=True, timeout=900, check=False)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "make-lock-wheelhouse.sh"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return Path(done.stdout.strip().splitlines()[-1])
 
@@ -87,14 +92,22 @@ def setup(engine: DockerSdkEngine, base_image: str, registry: str, tmp_path: Pat
         engine.push(ref)
     repository = f"envkit-test/{name}"
     matrix = tmp_path / "m.yaml"
-    matrix.write_text(MATRIX.format(name=name, repository=repository, cpu_base=bases["cpu"],
-                                    devel_base=bases["devel"]))
+    matrix.write_text(
+        MATRIX.format(name=name, repository=repository, cpu_base=bases["cpu"], devel_base=bases["devel"])
+    )
     bundle = canary_ca_bundle(tmp_path, f"canary-{name}")
     state = Setup(
         matrix=matrix,
         repository=repository,
         lock_flags=["--wheelhouse", str(wheels), "--offline"],
-        build_flags=["--wheelhouse", str(wheels), "--ca-bundle", str(bundle), "--log-dir", str(tmp_path / "logs")],
+        build_flags=[
+            "--wheelhouse",
+            str(wheels),
+            "--ca-bundle",
+            str(bundle),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
     )
     yield state
     for image in engine.images(f"{labels.MATRIX}={name}"):
@@ -139,7 +152,9 @@ def test_a_moved_base_tag_is_drift_and_only_its_cell_rebuilds(
     # Someone pushes a different image under the cpu cell's base tag.
     context = tmp_path / "moved"
     context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {base_image}\nLABEL io.envkit.test-moved=\"{setup.repository}\"\n")
+    (context / "Dockerfile").write_text(
+        f'FROM {base_image}\nLABEL io.envkit.test-moved="{setup.repository}"\n'
+    )
     moved = engine.build(BuildRequest(context_dir=context), lambda line: None)
     setup.bases.append(moved)
     cpu_base = first.cells[CPU].base.ref
@@ -203,4 +218,3 @@ def test_a_corrupted_hash_fails_the_build_naming_the_package_and_tags_nothing(
     assert "DO NOT MATCH THE HASHES" in tail and f"filelock=={filelock.version}" in tail, tail
     for tag in result["tags"]:  # type: ignore[attr-defined]
         assert engine.image(str(tag)) is None, f"{tag} was tagged by a failed build"
-

@@ -61,8 +61,14 @@ def cells(engine: DockerSdkEngine, base_image: str, tmp_path: Path) -> Iterator[
     try:
         for cell in the_cells:
             image_ids[cell.id] = build_cell_image(engine, cell, base_image, tmp_path / cell.id, repository)
-        yield Cells(matrix=matrix, repository=repository, reports=tmp_path / "reports",
-                    policy=tmp_path / "policy.yaml", cells=the_cells, image_ids=image_ids)
+        yield Cells(
+            matrix=matrix,
+            repository=repository,
+            reports=tmp_path / "reports",
+            policy=tmp_path / "policy.yaml",
+            cells=the_cells,
+            image_ids=image_ids,
+        )
     finally:
         for image_id in image_ids.values():
             engine.remove_image(image_id, force=True)
@@ -71,16 +77,21 @@ def cells(engine: DockerSdkEngine, base_image: str, tmp_path: Path) -> Iterator[
 def build_cell_image(engine: DockerSdkEngine, cell: Cell, base: str, folder: Path, salt: str) -> str:
     folder.mkdir()
     (folder / "Dockerfile").write_text(f"FROM {base}\n")
-    labels = {**cell_labels(cell, "promo.yaml", {}),
-              "io.envkit.content-hash": hashlib.sha256(f"{salt}/{cell.id}".encode()).hexdigest()}
+    labels = {
+        **cell_labels(cell, "promo.yaml", {}),
+        "io.envkit.content-hash": hashlib.sha256(f"{salt}/{cell.id}".encode()).hexdigest(),
+    }
     request = BuildRequest(context_dir=folder, tags=(cell.image,), labels=labels)
     return engine.build(request, on_line=lambda _: None)
 
 
 def write_report(folder: Path, cell: Cell, image_id: str, status: str = "PASS") -> None:
     data = {
-        "schema": "envkit.report/1", "envkit_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
-        "profile": "quick", "mode": "container",
+        "schema": "envkit.report/1",
+        "envkit_version": "0.1.0",
+        "created": "2025-01-01T00:00:00Z",
+        "profile": "quick",
+        "mode": "container",
         "image": {"ref": cell.image, "id": image_id, "labels": {"io.envkit.cell": cell.id}},
         "host": {"hostname": "ci", "platform": "linux", "python": "3.11", "gpus": []},
         "checks": [
@@ -92,8 +103,20 @@ def write_report(folder: Path, cell: Cell, image_id: str, status: str = "PASS") 
 
 
 def promote(setup: Cells, registry: str, record: Path) -> int:
-    return main(["promote", str(setup.matrix), "--registry", registry, "--reports", str(setup.reports),
-                 "--policy", str(setup.policy), "--record", str(record)])
+    return main(
+        [
+            "promote",
+            str(setup.matrix),
+            "--registry",
+            registry,
+            "--reports",
+            str(setup.reports),
+            "--policy",
+            str(setup.policy),
+            "--record",
+            str(record),
+        ]
+    )
 
 
 def http_get(url: str, accept: str | None = None) -> tuple[bytes, dict[str, str]]:

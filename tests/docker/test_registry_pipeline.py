@@ -39,10 +39,13 @@ COMMAND_TIMEOUT_S = 1800
 
 def run_script(name: str, *args: str) -> str:
     """Run scripts/NAME; its stdout, or a test failure showing its stderr."""
-    done = subprocess.run([str(ROOT / "scripts" / name), *args], capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run(
+        [str(ROOT / "scripts" / name), *args], capture_output=True, text=True, timeout=600, check=False
+    )
     if done.returncode != 0:
-        pytest.fail(f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False)
+        pytest.fail(
+            f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False
+        )
     return done.stdout
 
 
@@ -54,8 +57,15 @@ def free_port() -> int:
 
 def envkit(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the envkit CLI in a child process (its own DOCKER_HOST and Docker config)."""
-    return subprocess.run([sys.executable, "-m", "envkit", *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=COMMAND_TIMEOUT_S, env=child_env(**env), check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "envkit", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        env=child_env(**env),
+        check=False,
+    )
 
 
 def child_env(**env: str) -> dict[str, str]:
@@ -81,10 +91,25 @@ class Pipeline:
         return self.demo.repository
 
     def promote(self, release: str, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return envkit("promote", str(self.demo.matrix), *self.demo.flags, "--from", self.staging,
-                      "--to", release, "--reports", str(self.work / "reports"), "--policy", str(self.policy),
-                      "--record", str(self.work / f"record-{uuid.uuid4().hex[:6]}.json"), *extra,
-                      cwd=self.work, DOCKER_HOST=NO_ENGINE, **env)
+        return envkit(
+            "promote",
+            str(self.demo.matrix),
+            *self.demo.flags,
+            "--from",
+            self.staging,
+            "--to",
+            release,
+            "--reports",
+            str(self.work / "reports"),
+            "--policy",
+            str(self.policy),
+            "--record",
+            str(self.work / f"record-{uuid.uuid4().hex[:6]}.json"),
+            *extra,
+            cwd=self.work,
+            DOCKER_HOST=NO_ENGINE,
+            **env,
+        )
 
     def released(self, release: str, **settings: object) -> dict[str, str | None]:
         """Cell id -> the digest RELEASE's cell tag names (None when untagged)."""
@@ -106,13 +131,20 @@ def runner_b(engine: DockerSdkEngine, base_image: str) -> Iterator[str]:
         yield host
     finally:
         run_script("runner-engine.sh", "stop", name)
-        done = subprocess.run(["docker", "run", "--rm", "--network", "bridge", base_image, "true"],
-                              capture_output=True, text=True, timeout=300, check=False)
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--network", "bridge", base_image, "true"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, f"the first engine cannot run a container any more: {done.stderr}"
 
 
 @pytest.fixture(scope="module")
-def pipeline(demo: DemoImages, registry: str, runner_b: str, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+def pipeline(
+    demo: DemoImages, registry: str, runner_b: str, tmp_path_factory: pytest.TempPathFactory
+) -> Pipeline:
     work = tmp_path_factory.mktemp("registry-pipeline")
     policy = work / "policy.yaml"
     policy.write_text(POLICY)
@@ -126,8 +158,16 @@ def build_report(path: Path) -> dict[str, dict[str, object]]:
 
 def test_runner_a_builds_and_pushes_content_tag_then_cell_tag(pipeline: Pipeline) -> None:
     report = pipeline.work / "build-a.json"
-    done = envkit("build", str(pipeline.demo.matrix), *pipeline.demo.flags, "--push", pipeline.staging,
-                  "--report", str(report), cwd=pipeline.work)
+    done = envkit(
+        "build",
+        str(pipeline.demo.matrix),
+        *pipeline.demo.flags,
+        "--push",
+        pipeline.staging,
+        "--report",
+        str(report),
+        cwd=pipeline.work,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     cells = build_report(report)
     assert set(cells) == set(pipeline.demo.cell_ids)
@@ -140,32 +180,63 @@ def test_runner_a_builds_and_pushes_content_tag_then_cell_tag(pipeline: Pipeline
         assert registry.head_manifest(f"{prefix}/{pipeline.repository}", content_tag).digest == digest  # type: ignore[union-attr]
         assert registry.head_manifest(f"{prefix}/{pipeline.repository}", cell_id).digest == digest  # type: ignore[union-attr]
         pipeline.staged[cell_id] = digest
-    names = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True,
-                           text=True, timeout=60, check=True).stdout.split()
+    names = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
     assert not [name for name in names if name.startswith(pipeline.staging)]  # no registry name left behind
 
 
 def test_empty_runner_b_skips_every_cell_by_registry_and_pulls_nothing(pipeline: Pipeline) -> None:
     assert pipeline.staged, "runner A's build did not run"
     report = pipeline.work / "build-b.json"
-    done = envkit("build", str(pipeline.demo.matrix), *pipeline.demo.flags, "--push", pipeline.staging,
-                  "--report", str(report), cwd=pipeline.work, DOCKER_HOST=pipeline.runner_b)
+    done = envkit(
+        "build",
+        str(pipeline.demo.matrix),
+        *pipeline.demo.flags,
+        "--push",
+        pipeline.staging,
+        "--report",
+        str(report),
+        cwd=pipeline.work,
+        DOCKER_HOST=pipeline.runner_b,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     cells = build_report(report)
     assert {c: (cells[c]["status"], cells[c]["skipped_by"], cells[c]["digest"]) for c in cells} == {
         c: ("skipped", "registry", d) for c, d in pipeline.staged.items()
     }
     assert "skipped (registry)" in done.stdout
-    images = subprocess.run(["docker", "-H", pipeline.runner_b, "images", "-q"], capture_output=True,
-                            text=True, timeout=60, check=True)
+    images = subprocess.run(
+        ["docker", "-H", pipeline.runner_b, "images", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert images.stdout.strip() == ""
 
 
 def test_runner_b_validates_by_digest(pipeline: Pipeline) -> None:
     assert pipeline.staged, "runner A's build did not run"
-    done = envkit("validate", "--matrix", str(pipeline.demo.matrix), "--registry", pipeline.staging,
-                  "--only", "env.torch", "--only", "env.versions", "--out-dir", "reports",
-                  cwd=pipeline.work, DOCKER_HOST=pipeline.runner_b)
+    done = envkit(
+        "validate",
+        "--matrix",
+        str(pipeline.demo.matrix),
+        "--registry",
+        pipeline.staging,
+        "--only",
+        "env.torch",
+        "--only",
+        "env.versions",
+        "--out-dir",
+        "reports",
+        cwd=pipeline.work,
+        DOCKER_HOST=pipeline.runner_b,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     reports = [json.loads(p.read_text()) for p in (pipeline.work / "reports").glob("*.json")]
     validated = {r["image"]["labels"]["io.envkit.cell"]: r["image"]["digest"] for r in reports}
@@ -173,16 +244,23 @@ def test_runner_b_validates_by_digest(pipeline: Pipeline) -> None:
     assert all("@sha256:" in r["image"]["ref"] for r in reports)
 
 
-def test_promote_with_no_engine_releases_the_staged_digests_and_verify_passes(pipeline: Pipeline,
-                                                                              registry: str) -> None:
+def test_promote_with_no_engine_releases_the_staged_digests_and_verify_passes(
+    pipeline: Pipeline, registry: str
+) -> None:
     release = f"{registry}/release-{uuid.uuid4().hex[:6]}"
     done = pipeline.promote(release)
     assert done.returncode == 0, done.stdout + done.stderr
     assert pipeline.released(release) == pipeline.staged
     assert re.search(r"blobs: [1-9]\d* mounted, 0 uploaded", done.stdout)
     cell_id, digest = next(iter(pipeline.staged.items()))
-    ok = envkit("verify", f"{release}/{pipeline.repository}:{cell_id}", "--policy", str(pipeline.policy),
-                cwd=pipeline.work, DOCKER_HOST=NO_ENGINE)
+    ok = envkit(
+        "verify",
+        f"{release}/{pipeline.repository}:{cell_id}",
+        "--policy",
+        str(pipeline.policy),
+        cwd=pipeline.work,
+        DOCKER_HOST=NO_ENGINE,
+    )
     assert ok.returncode == 0 and f"@{digest}" in ok.stdout, ok.stdout + ok.stderr
     unvetted = envkit("verify", f"{pipeline.staging}/{pipeline.repository}@{digest}", cwd=pipeline.work)
     assert unvetted.returncode == 1
@@ -196,11 +274,32 @@ def test_registry_stopped_by_pid_mid_promote_tags_nothing_and_the_rerun_complete
     release = f"{address}/rel"
     try:
         record = tmp_path / "record.json"
-        argv = [sys.executable, "-m", "envkit", "promote", str(pipeline.demo.matrix), *pipeline.demo.flags,
-                "--from", pipeline.staging, "--to", release, "--reports", str(pipeline.work / "reports"),
-                "--policy", str(pipeline.policy), "--record", str(record)]
-        child = subprocess.Popen(argv, cwd=pipeline.work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=child_env(DOCKER_HOST=NO_ENGINE))
+        argv = [
+            sys.executable,
+            "-m",
+            "envkit",
+            "promote",
+            str(pipeline.demo.matrix),
+            *pipeline.demo.flags,
+            "--from",
+            pipeline.staging,
+            "--to",
+            release,
+            "--reports",
+            str(pipeline.work / "reports"),
+            "--policy",
+            str(pipeline.policy),
+            "--record",
+            str(record),
+        ]
+        child = subprocess.Popen(
+            argv,
+            cwd=pipeline.work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(DOCKER_HOST=NO_ENGINE),
+        )
         assert child.stdout is not None
         for line in child.stdout:
             if line.startswith("copied "):  # the first image is in; stop the registry during the next
@@ -304,8 +403,14 @@ def test_tls_registry_with_htpasswd_login_from_a_docker_config(pipeline: Pipelin
         assert done.returncode == 0, done.stdout + done.stderr
         assert pipeline.released(release, ca_bundle=ca, docker_config=config) == pipeline.staged
         cell_id = next(iter(pipeline.staged))
-        ok = envkit("verify", f"{release}/{pipeline.repository}:{cell_id}", "--ca-bundle", str(ca),
-                    cwd=pipeline.work, DOCKER_CONFIG=str(config))
+        ok = envkit(
+            "verify",
+            f"{release}/{pipeline.repository}:{cell_id}",
+            "--ca-bundle",
+            str(ca),
+            cwd=pipeline.work,
+            DOCKER_CONFIG=str(config),
+        )
         assert ok.returncode == 0, ok.stdout + ok.stderr
         records = "".join(p.read_text() for p in pipeline.work.glob("record-*.json"))
         for text in (done.stdout, done.stderr, ok.stdout, ok.stderr, records):

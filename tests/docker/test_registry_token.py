@@ -48,11 +48,29 @@ class Issuer:
 
     def __init__(self, folder: Path) -> None:
         self.key, self.cert = folder / "issuer.key", folder / "issuer.crt"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=envkit test token issuer", "-keyout", str(self.key),
-                        "-out", str(self.cert)], check=True, capture_output=True)
-        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
-                             capture_output=True).stdout
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=envkit test token issuer",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True, capture_output=True
+        ).stdout
         self.x5c = base64.b64encode(der).decode()
         self.grants: list[str] = []
 
@@ -64,11 +82,23 @@ class Issuer:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
             self.grants.append(scope)
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": USER, "aud": SERVICE, "exp": now + 300, "nbf": now - 10, "iat": now,
-                  "jti": uuid.uuid4().hex, "access": access}
+        claims = {
+            "iss": ISSUER,
+            "sub": USER,
+            "aud": SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
         signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
-                                   input=signing_input.encode(), check=True, capture_output=True).stdout
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            check=True,
+            capture_output=True,
+        ).stdout
         return f"{signing_input}.{b64url(signature)}"
 
 
@@ -116,7 +146,9 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         f"    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {issuer.cert}\n"
     )
     log = (folder / "registry.log").open("w")
-    server = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stdout=log, stderr=log)
+    server = subprocess.Popen(
+        ["docker-registry", "serve", str(folder / "config.yml")], stdout=log, stderr=log
+    )
     try:
         for _ in range(300):
             try:
@@ -147,17 +179,26 @@ def test_bearer_tokens_from_the_realm_let_the_client_push_and_read(
     blob = b"{}"
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     registry.upload_blob("team/app", digest, [blob])
-    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                       "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest, "size": 2},
-                       "layers": []}).encode()
-    manifest = Manifest(media_type=OCI_MANIFEST, digest="sha256:" + hashlib.sha256(body).hexdigest(), body=body)
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest, "size": 2},
+            "layers": [],
+        }
+    ).encode()
+    manifest = Manifest(
+        media_type=OCI_MANIFEST, digest="sha256:" + hashlib.sha256(body).hexdigest(), body=body
+    )
     assert registry.put_manifest("team/app", "v1", manifest) == manifest.digest
     found = registry.head_manifest("team/app", "v1")
     assert found is not None and found.digest == manifest.digest
     assert "repository:team/app:pull,push" in issuer.grants
 
 
-def test_a_refused_login_is_exit_3_and_never_shown(token_registry: tuple[str, Issuer], tmp_path: Path) -> None:
+def test_a_refused_login_is_exit_3_and_never_shown(
+    token_registry: tuple[str, Issuer], tmp_path: Path
+) -> None:
     host, _ = token_registry
     wrong = f"wrong-{uuid.uuid4().hex}"
     registry = get_registry(host, RegistrySettings(docker_config=login(tmp_path / "bad", host, wrong)))

@@ -34,8 +34,14 @@ def test_demo_images_pass_on_a_cpu_host(demo_reports: tuple[int, list[Report]], 
     assert code == 0 and len(reports) == 2
     for report in reports:
         status = statuses(report)
-        for check in ("env.python", "env.torch", "env.versions", "oom.cpu", "throughput.generate",
-                      "runner.container"):
+        for check in (
+            "env.python",
+            "env.torch",
+            "env.versions",
+            "oom.cpu",
+            "throughput.generate",
+            "runner.container",
+        ):
             assert status[check] == "PASS", (check, report.find(check))
         for check in GPU_CHECKS:
             assert status[check] == "N/A"  # a CPU image: GPU checks do not apply
@@ -54,7 +60,9 @@ def test_require_gpu_turns_gpu_skips_into_failures(demo: DemoImages, tmp_path: P
     # A CUDA-labelled image on this GPU-less host: its GPU checks could have run, so they SKIP.
     tag = f"envkit-test/cuda-labelled:{uuid.uuid4().hex[:8]}"
     docker.from_env().images.build(
-        fileobj=_dockerfile(f"FROM {demo.images[0]}\nLABEL io.envkit.cuda=12.4 io.envkit.torch-variant=cu124\n"),
+        fileobj=_dockerfile(
+            f"FROM {demo.images[0]}\nLABEL io.envkit.cuda=12.4 io.envkit.torch-variant=cu124\n"
+        ),
         tag=tag,
         rm=True,
     )
@@ -66,7 +74,10 @@ def test_require_gpu_turns_gpu_skips_into_failures(demo: DemoImages, tmp_path: P
     assert code == 1
     assert statuses(load_report(out))["gpu.visibility"] == "FAIL"
     # On a CPU image the GPU checks do not apply: N/A, which --require-gpu leaves alone.
-    assert main(["validate", demo.images[0], "--require-gpu", "--only", "gpu.visibility", "--out", str(out)]) == 0
+    assert (
+        main(["validate", demo.images[0], "--require-gpu", "--only", "gpu.visibility", "--out", str(out)])
+        == 0
+    )
     assert statuses(load_report(out))["gpu.visibility"] == "N/A"
 
 
@@ -85,8 +96,11 @@ def foreign_images(demo: DemoImages, base_image: str) -> Iterator[dict[str, str]
         container.remove(force=True)
     made["no-torch"] = base_image
     nopy_tag = f"envkit-test/nopython:{suffix}"
-    client.images.build(fileobj=_dockerfile(f"FROM {base_image}\nRUN rm -rf /usr/bin/python3* /usr/lib/python3*\n"),
-                        tag=nopy_tag, rm=True)
+    client.images.build(
+        fileobj=_dockerfile(f"FROM {base_image}\nRUN rm -rf /usr/bin/python3* /usr/lib/python3*\n"),
+        tag=nopy_tag,
+        rm=True,
+    )
     made["no-python"] = nopy_tag
     yield made
     for name in ("unlabelled", "no-python"):
@@ -99,11 +113,24 @@ def _dockerfile(text: str):
     return io.BytesIO(text.encode())
 
 
-def test_image_not_built_by_envkit_finds_torch_in_a_venv_off_path(foreign_images: dict[str, str],
-                                                                   tmp_path: Path) -> None:
+def test_image_not_built_by_envkit_finds_torch_in_a_venv_off_path(
+    foreign_images: dict[str, str], tmp_path: Path
+) -> None:
     out = tmp_path / "r.json"
-    code = main(["validate", foreign_images["unlabelled"], "--only", "env.python", "--only", "env.torch",
-                 "--only", "env.versions", "--out", str(out)])
+    code = main(
+        [
+            "validate",
+            foreign_images["unlabelled"],
+            "--only",
+            "env.python",
+            "--only",
+            "env.torch",
+            "--only",
+            "env.versions",
+            "--out",
+            str(out),
+        ]
+    )
     report = load_report(out)
     assert code == 0, report.checks
     status = statuses(report)
@@ -125,9 +152,13 @@ def test_image_without_python_fails_with_a_hint(foreign_images: dict[str, str], 
     assert runner.status == "FAIL" and "no Python" in runner.summary and runner.hint
 
 
-def test_probe_killed_by_a_tiny_memory_limit_is_an_error_not_a_crash(demo: DemoImages, tmp_path: Path) -> None:
+def test_probe_killed_by_a_tiny_memory_limit_is_an_error_not_a_crash(
+    demo: DemoImages, tmp_path: Path
+) -> None:
     out = tmp_path / "r.json"
-    code = main(["validate", demo.images[0], "--memory", "48m", "--only", "throughput.generate", "--out", str(out)])
+    code = main(
+        ["validate", demo.images[0], "--memory", "48m", "--only", "throughput.generate", "--out", str(out)]
+    )
     assert code == 1
     report = load_report(out)
     [runner] = report.find("runner.container")
@@ -166,7 +197,9 @@ def test_report_is_versioned_json(demo_reports: tuple[int, list[Report]]) -> Non
     assert data["runner"]["oom_killed"] is False
 
 
-def test_no_validation_container_is_left(engine: DockerSdkEngine, demo_reports: tuple[int, list[Report]]) -> None:
+def test_no_validation_container_is_left(
+    engine: DockerSdkEngine, demo_reports: tuple[int, list[Report]]
+) -> None:
     # Scoped to this test's runs (by the run id in each container's name): the engine is shared.
     run_ids = [r.find("runner.container")[0].details["run_id"] for r in demo_reports[1]]
     assert len(run_ids) == 2

@@ -29,18 +29,35 @@ class FakeRegistry(Registry):
 
     # -- scripting --------------------------------------------------------------------------------
 
-    def add_image(self, repository: str, tag: str, layers: Sequence[bytes] = (b"layer",),
-                  config: bytes = b'{"config": {}}') -> str:
+    def add_image(
+        self,
+        repository: str,
+        tag: str,
+        layers: Sequence[bytes] = (b"layer",),
+        config: bytes = b'{"config": {}}',
+    ) -> str:
         """Store an image (config + layers) under `tag` and its digest; returns the digest."""
         for blob in (config, *layers):
             self.blobs[(repository, sha256(blob))] = blob
-        body = json.dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config),
-                       "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(layer),
-                        "size": len(layer)} for layer in layers],
-        }).encode()
+        body = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha256(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha256(layer),
+                        "size": len(layer),
+                    }
+                    for layer in layers
+                ],
+            }
+        ).encode()
         manifest = Manifest(media_type=OCI_MANIFEST, digest=sha256(body), body=body)
         self.manifests[(repository, manifest.digest)] = manifest
         self.manifests[(repository, tag)] = manifest
@@ -113,6 +130,12 @@ class FakeRegistry(Registry):
                 continue
             data = json.loads(manifest.body)
             if (data.get("subject") or {}).get("digest") == digest:
-                found.append(Descriptor(media_type=manifest.media_type, digest=manifest.digest,
-                                        size=len(manifest.body), artifact_type=data.get("artifactType")))
+                found.append(
+                    Descriptor(
+                        media_type=manifest.media_type,
+                        digest=manifest.digest,
+                        size=len(manifest.body),
+                        artifact_type=data.get("artifactType"),
+                    )
+                )
         return found

@@ -38,7 +38,10 @@ def test_zizmor_finds_nothing_in_the_github_actions_examples(file: str) -> None:
 
 @pytest.mark.parametrize(
     ("file", "schema"),
-    [*((name, "vendor.github-workflows") for name in GITHUB_WORKFLOWS), ("gitlab-ci.yml", "vendor.gitlab-ci")],
+    [
+        *((name, "vendor.github-workflows") for name in GITHUB_WORKFLOWS),
+        ("gitlab-ci.yml", "vendor.gitlab-ci"),
+    ],
 )
 def test_ci_examples_match_the_published_schemas(file: str, schema: str) -> None:
     done = run(tool("check-jsonschema"), "--builtin-schema", schema, str(DOCS / file))

@@ -26,8 +26,24 @@ from envkit.errors import ConfigError
 
 # `pip index versions torch` on 2026-11-27, releases >= 2.4.0.
 PYPI_RELEASES = (
-    "2.4.0", "2.4.1", "2.5.0", "2.5.1", "2.6.0", "2.7.0", "2.7.1", "2.8.0", "2.9.0", "2.9.1",
-    "2.10.0", "2.11.0", "2.12.0", "2.12.1", "2.13.0", "2.14.0", "2.14.1", "2.15.0",
+    "2.4.0",
+    "2.4.1",
+    "2.5.0",
+    "2.5.1",
+    "2.6.0",
+    "2.7.0",
+    "2.7.1",
+    "2.8.0",
+    "2.9.0",
+    "2.9.1",
+    "2.10.0",
+    "2.11.0",
+    "2.12.0",
+    "2.12.1",
+    "2.13.0",
+    "2.14.0",
+    "2.14.1",
+    "2.15.0",
 )
 
 
@@ -56,17 +72,20 @@ def test_every_row_names_its_source() -> None:
                 assert row["source"].strip(), (name, row)
 
 
-@pytest.mark.parametrize(("torch", "variants", "default"), [
-    ("2.4.0", {"cpu", "cu118", "cu121", "cu124"}, "cu121"),
-    ("2.5.1", {"cpu", "cu118", "cu121", "cu124"}, "cu124"),
-    ("2.6.0", {"cpu", "cu118", "cu124", "cu126"}, "cu124"),
-    ("2.7.1", {"cpu", "cu118", "cu126", "cu128"}, "cu126"),
-    ("2.8.0", {"cpu", "cu126", "cu128", "cu129"}, "cu128"),
-    ("2.9.0", {"cpu", "cu126", "cu128", "cu130"}, "cu128"),
-    ("2.11.0", {"cpu", "cu126", "cu128", "cu130"}, "cu130"),
-    ("2.12.0", {"cpu", "cu126", "cu130", "cu132"}, "cu130"),
-    ("2.15.0", {"cpu", "cu132"}, "cu132"),
-])
+@pytest.mark.parametrize(
+    ("torch", "variants", "default"),
+    [
+        ("2.4.0", {"cpu", "cu118", "cu121", "cu124"}, "cu121"),
+        ("2.5.1", {"cpu", "cu118", "cu121", "cu124"}, "cu124"),
+        ("2.6.0", {"cpu", "cu118", "cu124", "cu126"}, "cu124"),
+        ("2.7.1", {"cpu", "cu118", "cu126", "cu128"}, "cu126"),
+        ("2.8.0", {"cpu", "cu126", "cu128", "cu129"}, "cu128"),
+        ("2.9.0", {"cpu", "cu126", "cu128", "cu130"}, "cu128"),
+        ("2.11.0", {"cpu", "cu126", "cu128", "cu130"}, "cu130"),
+        ("2.12.0", {"cpu", "cu126", "cu130", "cu132"}, "cu130"),
+        ("2.15.0", {"cpu", "cu132"}, "cu132"),
+    ],
+)
 def test_variants_per_release(kb: compat.KnowledgeBase, torch: str, variants: set[str], default: str) -> None:
     release = kb.torch(torch)
     assert release is not None
@@ -74,18 +93,21 @@ def test_variants_per_release(kb: compat.KnowledgeBase, torch: str, variants: se
     assert release.default_variant == default
 
 
-@pytest.mark.parametrize(("torch", "variant", "cudnn"), [
-    ("2.4.0", "cu121", "9.1.0.70"),
-    ("2.6.0", "cu124", "9.1.0.70"),
-    ("2.6.0", "cu126", "9.5.1.17"),
-    ("2.7.0", "cu128", "9.7.1.26"),
-    ("2.8.0", "cu129", "9.10.2.21"),
-    ("2.9.1", "cu130", "9.13.0.50"),
-    ("2.11.0", "cu130", "9.19.0.56"),
-    ("2.13.0", "cu130", "9.20.0.48"),
-    ("2.14.1", "cu130", "9.24.0.43"),
-    ("2.15.0", "cu132", "9.26.0.51"),
-])
+@pytest.mark.parametrize(
+    ("torch", "variant", "cudnn"),
+    [
+        ("2.4.0", "cu121", "9.1.0.70"),
+        ("2.6.0", "cu124", "9.1.0.70"),
+        ("2.6.0", "cu126", "9.5.1.17"),
+        ("2.7.0", "cu128", "9.7.1.26"),
+        ("2.8.0", "cu129", "9.10.2.21"),
+        ("2.9.1", "cu130", "9.13.0.50"),
+        ("2.11.0", "cu130", "9.19.0.56"),
+        ("2.13.0", "cu130", "9.20.0.48"),
+        ("2.14.1", "cu130", "9.24.0.43"),
+        ("2.15.0", "cu132", "9.26.0.51"),
+    ],
+)
 def test_cudnn_pins(kb: compat.KnowledgeBase, torch: str, variant: str, cudnn: str) -> None:
     release = kb.torch(torch)
     assert release is not None
@@ -121,8 +143,13 @@ def test_arch_lists(kb: compat.KnowledgeBase) -> None:
 
 
 def test_cuda_13_rows_from_2_11_on_promise_no_ptx(kb: compat.KnowledgeBase) -> None:
-    rows = [(r.version, v) for r in kb.releases if version_key(r.version) >= (2, 11)
-            for v in r.cuda_variants() if (v.cuda or "").startswith("13.")]
+    rows = [
+        (r.version, v)
+        for r in kb.releases
+        if version_key(r.version) >= (2, 11)
+        for v in r.cuda_variants()
+        if (v.cuda or "").startswith("13.")
+    ]
     assert len(rows) >= 11
     for version, variant in rows:
         assert not any(a.endswith("+PTX") for a in variant.arch_list), (version, variant.name)
@@ -172,7 +199,11 @@ def test_image_lines(kb: compat.KnowledgeBase) -> None:
     assert kb.cuda_image("12") is None
     # Each line's newest published patch: NVIDIA supports only that one and deletes the others.
     assert [kb.cuda_image(m).cuda for m in ("12.9", "13.0", "13.1", "13.2")] == [  # type: ignore[union-attr]
-        "12.9.2", "13.0.3", "13.1.2", "13.2.1"]
+        "12.9.2",
+        "13.0.3",
+        "13.1.2",
+        "13.2.1",
+    ]
     newest = kb.cuda_image("13.3")
     assert newest is not None and "26.04" in newest.ubuntu and newest.evidence == "secondary"
     assert kb.cuda_image("13.0").ubuntu == ("22.04", "24.04")  # type: ignore[union-attr]
@@ -303,24 +334,28 @@ def _find(rows: list[list[str]], *values: str) -> int:
 def _set(torch: str, variant: str, column: str, value: str) -> Callable[[list[list[str]]], None]:
     def change(rows: list[list[str]]) -> None:
         rows[_find(rows, torch, variant)][rows[0].index(column)] = value
+
     return change
 
 
 def _drop(*values: str) -> Callable[[list[list[str]]], None]:
     def change(rows: list[list[str]]) -> None:
         del rows[_find(rows, *values)]
+
     return change
 
 
 def _duplicate(*values: str) -> Callable[[list[list[str]]], None]:
     def change(rows: list[list[str]]) -> None:
         rows.append(list(rows[_find(rows, *values)]))
+
     return change
 
 
 def _append(row: list[str]) -> Callable[[list[list[str]]], None]:
     def change(rows: list[list[str]]) -> None:
         rows.append(row)
+
     return change
 
 
@@ -330,10 +365,18 @@ def _header(rows: list[list[str]]) -> None:
 
 VARIANTS, RELEASES = "torch_variants.csv", "torch_releases.csv"
 BROKEN = [
-    ("variant torch missing from releases", VARIANTS,
-     _append(["2.99.0", "cpu", "", "", "", "", "x"]), "2.99.0 is not in torch_releases.csv"),
-    ("default variant not among variants", RELEASES,
-     _set("2.6.0", "cu124", "default_variant", "cu999"), "default variant 'cu999'"),
+    (
+        "variant torch missing from releases",
+        VARIANTS,
+        _append(["2.99.0", "cpu", "", "", "", "", "x"]),
+        "2.99.0 is not in torch_releases.csv",
+    ),
+    (
+        "default variant not among variants",
+        RELEASES,
+        _set("2.6.0", "cu124", "default_variant", "cu999"),
+        "default variant 'cu999'",
+    ),
     ("release without cpu variant", VARIANTS, _drop("2.6.0", "cpu"), "no cpu variant"),
     ("cuda variant without cudnn", VARIANTS, _set("2.6.0", "cu126", "cudnn", ""), "exact cuDNN"),
     ("cpu variant with cudnn", VARIANTS, _set("2.6.0", "cpu", "cudnn", "9.1.0.70"), "cpu variant must leave"),
@@ -350,25 +393,59 @@ BROKEN = [
     ("empty source", VARIANTS, _set("2.6.0", "cu126", "source", " "), "non-empty source"),
     ("header mismatch", "cuda_images.csv", _header, "header is"),
     ("wrong field count", "os_python.csv", _append(["debian14", "3.14"]), "2 fields, expected 3"),
-    ("no driver floor for a variant's CUDA", "cuda_drivers.csv", _drop("12.6"),
-     "CUDA 12.6 has no driver floor"),
-    ("no image line for a variant's CUDA", "cuda_images.csv", _drop("12.6.3"),
-     "CUDA 12.6 has no nvidia/cuda line"),
-    ("no minor-compat floor for a variant's CUDA", "cuda_minor_compat.csv", _drop("13"),
-     "no major in cuda_minor_compat.csv"),
+    (
+        "no driver floor for a variant's CUDA",
+        "cuda_drivers.csv",
+        _drop("12.6"),
+        "CUDA 12.6 has no driver floor",
+    ),
+    (
+        "no image line for a variant's CUDA",
+        "cuda_images.csv",
+        _drop("12.6.3"),
+        "CUDA 12.6 has no nvidia/cuda line",
+    ),
+    (
+        "no minor-compat floor for a variant's CUDA",
+        "cuda_minor_compat.csv",
+        _drop("13"),
+        "no major in cuda_minor_compat.csv",
+    ),
     ("bad cudnn tag", "cuda_images.csv", _set("12.4.1", "cudnn", "cudnn_tag", "cudnn7"), "cudnn_tag"),
     ("image line with a minor only", "cuda_images.csv", _set("12.4.1", "cudnn", "cuda", "12.4"), "full CUDA"),
     ("bad os name", "os_python.csv", _set("debian12", "3.11", "os", "bookworm"), "not like ubuntu22.04"),
     ("bad end of support", "cuda_images.csv", _set("11.8.0", "cudnn8", "eol", "August 2025"), "not a date"),
-    ("impossible end of support", "cuda_images.csv", _set("11.8.0", "cudnn8", "eol", "2025-13"), "not a date"),
-    ("cpu base of an unknown os", "os_bases.csv", _set("debian12", "debian:bookworm-slim", "os", "debian99"),
-     "not in os_python.csv"),
-    ("cpu base not an image", "os_bases.csv", _set("debian12", "debian:bookworm-slim", "cpu_base", "a b"),
-     "not an image"),
-    ("python build of another minor", "python_builds.csv", _set("3.12", "3.12.7", "full_version", "3.11.9"),
-     "not a release of Python"),
+    (
+        "impossible end of support",
+        "cuda_images.csv",
+        _set("11.8.0", "cudnn8", "eol", "2025-13"),
+        "not a date",
+    ),
+    (
+        "cpu base of an unknown os",
+        "os_bases.csv",
+        _set("debian12", "debian:bookworm-slim", "os", "debian99"),
+        "not in os_python.csv",
+    ),
+    (
+        "cpu base not an image",
+        "os_bases.csv",
+        _set("debian12", "debian:bookworm-slim", "cpu_base", "a b"),
+        "not an image",
+    ),
+    (
+        "python build of another minor",
+        "python_builds.csv",
+        _set("3.12", "3.12.7", "full_version", "3.11.9"),
+        "not a release of Python",
+    ),
     ("unknown default", "defaults.csv", _set("os_cpu", "debian12", "name", "os_gpu"), "unknown name"),
-    ("unknown download", "download_sources.csv", _set("torch_index", "torch_index", "name", "torch"), "unknown name"),
+    (
+        "unknown download",
+        "download_sources.csv",
+        _set("torch_index", "torch_index", "name", "torch"),
+        "unknown name",
+    ),
 ]
 
 
@@ -548,10 +625,19 @@ def test_default_os_and_cpu_base_come_from_the_knowledge_base(tmp_path: Path) ->
     assert ("ubuntu22.04", "nvidia/cuda:13.0.3-base-ubuntu22.04") in bases
 
 
-@pytest.mark.parametrize("argv", [
-    ["torch", "9.9"], ["torch", "latest"], ["cuda", "12.7"], ["cuda", "twelve"], ["python", "2.7"],
-    ["driver", "new"], ["torch"], [],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["torch", "9.9"],
+        ["torch", "latest"],
+        ["cuda", "12.7"],
+        ["cuda", "twelve"],
+        ["python", "2.7"],
+        ["driver", "new"],
+        ["torch"],
+        [],
+    ],
+)
 def test_cli_unknown_is_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     assert main(["compat", *argv]) == 2
     err = capsys.readouterr().err

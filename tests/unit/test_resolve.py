@@ -38,8 +38,9 @@ def test_cuda_cell_gets_cudnn_patch_base_driver_floor_and_arch_list() -> None:
 
 
 def test_devel_flavor_uses_the_devel_base_without_system_cudnn() -> None:
-    [cell] = resolve("axes: {torch: ['2.6'], cuda: ['12.6'], python: ['3.10'], os: [ubuntu22.04], "
-                     "flavor: [devel]}\n").cells
+    [cell] = resolve(
+        "axes: {torch: ['2.6'], cuda: ['12.6'], python: ['3.10'], os: [ubuntu22.04], flavor: [devel]}\n"
+    ).cells
     assert cell.base == "nvidia/cuda:12.6.3-devel-ubuntu22.04" and cell.cudnn == "9.5.1.17"
 
 
@@ -52,8 +53,10 @@ def test_minor_version_resolves_to_newest_patch_and_local_suffix_picks_the_varia
 
 def test_missing_variant_is_dropped_with_the_known_variants() -> None:
     reason = only_drop("axes: {torch: ['2.6'], cuda: ['12.8'], python: ['3.10'], os: [ubuntu22.04]}\n")
-    assert reason.startswith("torch 2.6.0 has no cu128 wheels; its variants are cpu, cu118, cu124, cu126; "
-                             "cu128 wheels: torch 2.7.0 … ")
+    assert reason.startswith(
+        "torch 2.6.0 has no cu128 wheels; its variants are cpu, cu118, cu124, cu126; "
+        "cu128 wheels: torch 2.7.0 … "
+    )
 
 
 def test_a_release_the_knowledge_base_lacks_is_not_said_not_to_exist() -> None:
@@ -99,60 +102,78 @@ def test_ubuntu_version_without_that_cuda_image_is_dropped() -> None:
 def test_cuda_on_debian_needs_a_base_override() -> None:
     reason = only_drop("axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.11'], os: [debian12]}\n")
     assert "Ubuntu-based" in reason and "base" in reason
-    kept = resolve("base: 'registry.example/cuda:{cuda_full}-debian'\n"
-                   "axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.11'], os: [debian12]}\n")
+    kept = resolve(
+        "base: 'registry.example/cuda:{cuda_full}-debian'\n"
+        "axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.11'], os: [debian12]}\n"
+    )
     assert kept.cells[0].base == "registry.example/cuda:12.4.1-debian"
 
 
 def test_flavor_and_cuda_must_agree() -> None:
     assert "flavor cpu takes cuda: none" in only_drop(
-        "axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.10'], os: [ubuntu22.04], flavor: [cpu]}\n")
+        "axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.10'], os: [ubuntu22.04], flavor: [cpu]}\n"
+    )
     assert "flavor runtime needs a CUDA variant" in only_drop(
-        "axes: {torch: ['2.6'], cuda: [none], python: ['3.11'], os: [debian12], flavor: [runtime]}\n")
+        "axes: {torch: ['2.6'], cuda: [none], python: ['3.11'], os: [debian12], flavor: [runtime]}\n"
+    )
 
 
 def test_cpu_cells_get_a_plain_distribution_base() -> None:
-    cells = resolve("axes: {torch: ['2.6'], cuda: [none], python: ['3.11'], os: [debian12], "
-                    "flavor: [cpu, devel]}\n").cells
+    cells = resolve(
+        "axes: {torch: ['2.6'], cuda: [none], python: ['3.11'], os: [debian12], flavor: [cpu, devel]}\n"
+    ).cells
     assert [(c.flavor, c.base, c.cudnn, c.driver_floor) for c in cells] == [
-        ("cpu", "debian:bookworm-slim", None, None), ("devel", "debian:bookworm-slim", None, None)]
+        ("cpu", "debian:bookworm-slim", None, None),
+        ("devel", "debian:bookworm-slim", None, None),
+    ]
 
 
 def test_python_source_auto_picks_standalone_when_the_os_ships_another_python() -> None:
     [cell] = resolve("axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.12'], os: [ubuntu22.04]}\n").cells
     assert (cell.python_source, cell.python_full) == ("standalone", "3.12.7")
-    reason = only_drop("python_source: distro\n"
-                       "axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.12'], os: [ubuntu22.04]}\n")
+    reason = only_drop(
+        "python_source: distro\naxes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.12'], os: [ubuntu22.04]}\n"
+    )
     assert reason.startswith("ubuntu22.04 ships Python 3.10, not 3.12")
 
 
 def test_pypi_source_only_has_the_default_variant() -> None:
-    reason = only_drop("torch_source: pypi\n"
-                       "axes: {torch: ['2.6'], cuda: ['12.6'], python: ['3.10'], os: [ubuntu22.04]}\n")
-    assert reason == "PyPI's torch 2.6.0 wheel for Linux is the cu124 build, not cu126; use torch_source: index"
+    reason = only_drop(
+        "torch_source: pypi\naxes: {torch: ['2.6'], cuda: ['12.6'], python: ['3.10'], os: [ubuntu22.04]}\n"
+    )
+    assert (
+        reason == "PyPI's torch 2.6.0 wheel for Linux is the cu124 build, not cu126; use torch_source: index"
+    )
 
 
 def test_requested_cudnn_must_match_the_wheel_pin() -> None:
-    [cell] = resolve("axes: {torch: ['2.6'], cuda: ['12.4'], cudnn: ['9.1'], python: ['3.10'], "
-                     "os: [ubuntu22.04]}\n").cells
+    [cell] = resolve(
+        "axes: {torch: ['2.6'], cuda: ['12.4'], cudnn: ['9.1'], python: ['3.10'], os: [ubuntu22.04]}\n"
+    ).cells
     assert cell.cudnn == "9.1.0.70"
     with pytest.raises(ConfigError) as info:
-        resolve("axes: {torch: ['2.6'], cuda: ['12.4'], cudnn: ['8.9'], python: ['3.10'], os: [ubuntu22.04]}\n")
+        resolve(
+            "axes: {torch: ['2.6'], cuda: ['12.4'], cudnn: ['8.9'], python: ['3.10'], os: [ubuntu22.04]}\n"
+        )
     assert "pins cuDNN 9.1.0.70" in info.value.message
     assert "pytorch/pytorch#119989" in (info.value.hint or "")
 
 
 def test_explicit_impossible_include_is_an_error_with_its_line() -> None:
     with pytest.raises(ConfigError) as info:
-        resolve("axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.10'], os: [ubuntu22.04]}\n"
-                "include:\n  - {torch: '2.6', cuda: '12.8', python: '3.12', os: ubuntu24.04}\n")
+        resolve(
+            "axes: {torch: ['2.6'], cuda: ['12.4'], python: ['3.10'], os: [ubuntu22.04]}\n"
+            "include:\n  - {torch: '2.6', cuda: '12.8', python: '3.12', os: ubuntu24.04}\n"
+        )
     assert info.value.where.line == 4 and "explicitly included" in (info.value.hint or "")
 
 
 def test_strict_turns_any_drop_into_an_error() -> None:
     with pytest.raises(ConfigError, match="no cu128 wheels"):
-        resolve("strict: true\naxes: {torch: ['2.6'], cuda: ['12.4', '12.8'], python: ['3.10'], "
-                "os: [ubuntu22.04]}\n")
+        resolve(
+            "strict: true\naxes: {torch: ['2.6'], cuda: ['12.4', '12.8'], python: ['3.10'], "
+            "os: [ubuntu22.04]}\n"
+        )
 
 
 def test_bad_cuda_text_is_an_error_where_it_is_read() -> None:
@@ -165,14 +186,18 @@ def test_duplicate_cells_are_dropped_and_tag_collisions_are_errors() -> None:
     result = resolve("axes: {torch: ['2.6', '2.6.0'], cuda: ['12.4'], python: ['3.10'], os: [ubuntu22.04]}\n")
     assert len(result.cells) == 1 and result.dropped[0].reason.startswith("duplicate of cell")
     with pytest.raises(ConfigError, match="both get the tag"):
-        resolve("image: {repository: acme/pytorch, tag: '{torch}'}\n"
-                "axes: {torch: ['2.6'], cuda: ['12.4', '12.6'], python: ['3.10'], os: [ubuntu22.04]}\n")
+        resolve(
+            "image: {repository: acme/pytorch, tag: '{torch}'}\n"
+            "axes: {torch: ['2.6'], cuda: ['12.4', '12.6'], python: ['3.10'], os: [ubuntu22.04]}\n"
+        )
 
 
 def test_include_that_duplicates_a_cell_with_other_settings_is_an_error() -> None:
-    body = ("axes: {torch: ['2.8'], cuda: ['12.8'], python: ['3.12'], os: [ubuntu24.04], flavor: [devel]}\n"
-            "include:\n  - {torch: '2.8.0', cuda: '12.8', python: '3.12', os: ubuntu24.04, flavor: devel, "
-            "packages: [ninja==1.11.1.4]}\n")
+    body = (
+        "axes: {torch: ['2.8'], cuda: ['12.8'], python: ['3.12'], os: [ubuntu24.04], flavor: [devel]}\n"
+        "include:\n  - {torch: '2.8.0', cuda: '12.8', python: '3.12', os: ubuntu24.04, flavor: devel, "
+        "packages: [ninja==1.11.1.4]}\n"
+    )
     with pytest.raises(ConfigError, match="already produce") as info:
         resolve(body)
     assert "'2.8' is not '2.8.0'" in (info.value.hint or "")

@@ -54,11 +54,14 @@ def test_parse_index_versions() -> None:
     assert uc.parse_index_versions("ERROR: No matching distribution found for torch") == ()
 
 
-@pytest.mark.parametrize(("version", "cuda", "cudnn", "nccl"), [
-    ("2.4.0", "12.1", "9.1.0.70", "2.20.5"),      # old metadata style: "nvidia-cudnn-cu12 (==9.1.0.70)"
-    ("2.6.0", "12.4", "9.1.0.70", "2.21.5"),
-    ("2.15.0", "13.2", "9.26.0.51", "2.30.7"),    # CUDA 13: one cuda-toolkit[...]==13.2.2 pin
-])
+@pytest.mark.parametrize(
+    ("version", "cuda", "cudnn", "nccl"),
+    [
+        ("2.4.0", "12.1", "9.1.0.70", "2.20.5"),  # old metadata style: "nvidia-cudnn-cu12 (==9.1.0.70)"
+        ("2.6.0", "12.4", "9.1.0.70", "2.21.5"),
+        ("2.15.0", "13.2", "9.26.0.51", "2.30.7"),  # CUDA 13: one cuda-toolkit[...]==13.2.2 pin
+    ],
+)
 def test_parse_pip_report(version: str, cuda: str, cudnn: str, nccl: str) -> None:
     wheel = uc.parse_pip_report(json.loads((PYPI / f"torch-{version}.json").read_text()))
     assert (wheel.version, wheel.cuda, wheel.cudnn, wheel.nccl) == (version, cuda, cudnn, nccl)
@@ -97,14 +100,18 @@ def test_pip_runs_without_this_machines_pip_config(monkeypatch: pytest.MonkeyPat
 def test_parse_build_matrix_individual_nvidia_packages() -> None:
     arches = uc.parse_build_matrix((FIXTURES / "generate_binary_build_matrix-2.7.py").read_text())
     assert [(a.cuda, a.cudnn, a.nccl) for a in arches] == [
-        ("11.8", "9.1.0.70", "2.21.5"), ("12.6", "9.5.1.17", "2.25.1"), ("12.8", "9.8.0.87", "2.25.1"),
+        ("11.8", "9.1.0.70", "2.21.5"),
+        ("12.6", "9.5.1.17", "2.25.1"),
+        ("12.8", "9.8.0.87", "2.25.1"),
     ]
 
 
 def test_parse_build_matrix_cuda_toolkit_metapackage() -> None:
     arches = uc.parse_build_matrix((FIXTURES / "generate_binary_build_matrix-2.14.py").read_text())
     assert [(a.cuda, a.cudnn) for a in arches] == [
-        ("12.6", "9.10.2.21"), ("13.0", "9.24.0.43"), ("13.2", "9.24.0.43"),
+        ("12.6", "9.10.2.21"),
+        ("13.0", "9.24.0.43"),
+        ("13.2", "9.24.0.43"),
     ]
 
 
@@ -114,8 +121,9 @@ def test_parse_build_matrix_errors() -> None:
     with pytest.raises(uc.UpdateError, match="not a literal"):
         uc.parse_build_matrix("CUDA_ARCHES = list_without(ALL, ['12.9'])\n")
     with pytest.raises(uc.UpdateError, match=r"no nvidia-cudnn pin for CUDA 12\.6"):
-        uc.parse_build_matrix('CUDA_ARCHES = ["12.6"]\n'
-                              'PYTORCH_EXTRA_INSTALL_REQUIREMENTS = {"12.6": "x==1"}\n')
+        uc.parse_build_matrix(
+            'CUDA_ARCHES = ["12.6"]\nPYTORCH_EXTRA_INSTALL_REQUIREMENTS = {"12.6": "x==1"}\n'
+        )
 
 
 # --- build_cuda.sh -----------------------------------------------------------------------------------
@@ -145,16 +153,27 @@ def test_build_cuda_substitutions() -> None:
     assert branches["13.0"] == ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0+PTX")  # 11.0 is aarch64-only
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="$(curl x)" ;;\nesac\n', "unsupported shell"),
-    ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST};9.0" ;;\nesac\n',
-     "not defined"),
-    ('case ${CUDA_VERSION} in\n  12.8)\n    if [[ "$X" ]]; then\n      TORCH_CUDA_ARCH_LIST="9.0"\n'
-     '    fi\n    ;;\nesac\n', "unsupported condition"),
-    ('case ${CUDA_VERSION} in\n  12.8)\n    TORCH_CUDA_ARCH_LIST="9.0"\n    # ;;\nesac\n', "not terminated"),
-    ('TORCH_CUDA_ARCH_LIST="9.0"\n', "no 'case"),
-    ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="9.0;sm_100" ;;\nesac\n', "unexpected arch"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="$(curl x)" ;;\nesac\n', "unsupported shell"),
+        (
+            'case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST};9.0" ;;\nesac\n',
+            "not defined",
+        ),
+        (
+            'case ${CUDA_VERSION} in\n  12.8)\n    if [[ "$X" ]]; then\n      TORCH_CUDA_ARCH_LIST="9.0"\n'
+            "    fi\n    ;;\nesac\n",
+            "unsupported condition",
+        ),
+        (
+            'case ${CUDA_VERSION} in\n  12.8)\n    TORCH_CUDA_ARCH_LIST="9.0"\n    # ;;\nesac\n',
+            "not terminated",
+        ),
+        ('TORCH_CUDA_ARCH_LIST="9.0"\n', "no 'case"),
+        ('case ${CUDA_VERSION} in\n  12.8) TORCH_CUDA_ARCH_LIST="9.0;sm_100" ;;\nesac\n', "unexpected arch"),
+    ],
+)
 def test_build_cuda_refuses_what_it_cannot_read(text: str, message: str) -> None:
     with pytest.raises(uc.UpdateError, match=message):
         uc.parse_build_cuda(text)
@@ -171,7 +190,9 @@ def test_parse_release_notes_html() -> None:
     assert floors["13.0"] == "580.65.06"
     assert "11.7" not in floors  # below --min-cuda 11.8
     assert {row["cuda_major"]: row["driver_min"] for row in compat} == {
-        "13": "580", "12": "525.60.13", "11": "450.80.02",
+        "13": "580",
+        "12": "525.60.13",
+        "11": "450.80.02",
     }
     assert all(row["source"].startswith("CUDA Toolkit Release Notes") for row in drivers + compat)
 
@@ -215,8 +236,9 @@ def test_regenerate_from_saved_pypi_and_local_upstream_files(tmp_path: Path) -> 
     inputs = uc.Inputs(
         base=base,
         pypi=uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0"),
-        matrices={"2.15": uc.parse_build_matrix(
-            (FIXTURES / "generate_binary_build_matrix-2.14.py").read_text())},
+        matrices={
+            "2.15": uc.parse_build_matrix((FIXTURES / "generate_binary_build_matrix-2.14.py").read_text())
+        },
         build_cuda={"2.15": uc.parse_build_cuda((FIXTURES / "build_cuda-2.10.sh").read_text())},
         release_notes=None,
     )
@@ -244,9 +266,13 @@ def test_regenerate_from_saved_pypi_and_local_upstream_files(tmp_path: Path) -> 
 def test_metadata_that_disagrees_with_a_wheel_read_row_replaces_it(tmp_path: Path) -> None:
     base = _copy_data(tmp_path)
     variants = base / "torch_variants.csv"
-    variants.write_text(variants.read_text().replace("2.15.0,cu132,13.2,9.26.0.51", "2.15.0,cu132,13.2,9.25.0.1"))
+    variants.write_text(
+        variants.read_text().replace("2.15.0,cu132,13.2,9.26.0.51", "2.15.0,cu132,13.2,9.25.0.1")
+    )
     pypi = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
-    uc.regenerate(uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None), tmp_path / "o")
+    uc.regenerate(
+        uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None), tmp_path / "o"
+    )
     cu132 = load_kb(tmp_path / "o").torch("2.15.0").variant("cu132")  # type: ignore[union-attr]
     assert cu132 is not None and cu132.cudnn == "9.26.0.51"
     assert cu132.source.startswith("PyPI torch==2.15.0 wheel metadata") and "cuobjdump" in cu132.source
@@ -267,8 +293,10 @@ def test_regeneration_is_idempotent(tmp_path: Path) -> None:
 def test_missing_arch_list_is_an_error(tmp_path: Path) -> None:
     base = _copy_data(tmp_path)
     variants = base / "torch_variants.csv"
-    variants.write_text("\n".join(line for line in variants.read_text().splitlines()
-                                  if not line.startswith("2.15.0,cu132")) + "\n")
+    variants.write_text(
+        "\n".join(line for line in variants.read_text().splitlines() if not line.startswith("2.15.0,cu132"))
+        + "\n"
+    )
     pypi = uc.query_pypi(uc.SavedPypi(PYPI, PYPI), "2.4.0")
     inputs = uc.Inputs(base=base, pypi=pypi, matrices={}, build_cuda={}, release_notes=None)
     with pytest.raises(uc.UpdateError, match=r"--build-cuda 2\.15=PATH"):
@@ -277,8 +305,18 @@ def test_missing_arch_list_is_an_error(tmp_path: Path) -> None:
 
 def test_main_writes_out_dir_offline(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    argv = ["--base", str(_copy_data(tmp_path)), "--out", str(out), "--pip-index", str(PYPI),
-            "--pip-reports", str(PYPI), "--build-cuda", "2.8=" + str(FIXTURES / "build_cuda-2.8.sh")]
+    argv = [
+        "--base",
+        str(_copy_data(tmp_path)),
+        "--out",
+        str(out),
+        "--pip-index",
+        str(PYPI),
+        "--pip-reports",
+        str(PYPI),
+        "--build-cuda",
+        "2.8=" + str(FIXTURES / "build_cuda-2.8.sh"),
+    ]
     assert uc.main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(COLUMNS)
     assert load_kb(out).known_torch() == ("2.4.0", "2.6.0", "2.15.0")
@@ -311,7 +349,9 @@ def _cuobjdump() -> Path:
         pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump)")
 
 
-def _wheel(tmp_path: Path, library: Path, name: str = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl") -> Path:
+def _wheel(
+    tmp_path: Path, library: Path, name: str = "torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+) -> Path:
     wheel = tmp_path / name
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("torch-2.15.0.dist-info/METADATA", METADATA_2_15)
@@ -335,19 +375,25 @@ def test_parse_cuobjdump_on_the_real_listing_of_torch_2_13_0() -> None:
 
 def test_parse_cuobjdump_keeps_archs_every_file_carries() -> None:
     files = [("75", "90"), ("75", "90", "90a"), ("75", "90", "103"), ("75", "90")]
-    elf = "\n".join(f"ELF file {i:4}: libtorch_cuda.{i}.sm_{sm}.cubin"
-                    for i, archs in enumerate(files, start=1) for sm in archs)
+    elf = "\n".join(
+        f"ELF file {i:4}: libtorch_cuda.{i}.sm_{sm}.cubin"
+        for i, archs in enumerate(files, start=1)
+        for sm in archs
+    )
     ptx = "\n".join(f"PTX file {i:4}: libtorch_cuda.{i}.sm_90.ptx" for i in range(1, 5))
     assert uc.parse_cuobjdump(elf, "") == ("7.5", "9.0")
     assert uc.parse_cuobjdump(elf, ptx) == ("7.5", "9.0+PTX")
     assert uc.parse_cuobjdump(elf, ptx.split("\n")[0]) == ("7.5", "9.0")  # PTX in one file only
 
 
-@pytest.mark.parametrize(("elf", "ptx", "error"), [
-    ("", "", "no cubins"),
-    ("ELF file    1: x.1.sm_80.cubin", "PTX file    1: x.1.sm_90.ptx", "PTX without a cubin for sm_90"),
-    ("Fatbin elf code:\n================", "", "unexpected cuobjdump output"),
-])
+@pytest.mark.parametrize(
+    ("elf", "ptx", "error"),
+    [
+        ("", "", "no cubins"),
+        ("ELF file    1: x.1.sm_80.cubin", "PTX file    1: x.1.sm_90.ptx", "PTX without a cubin for sm_90"),
+        ("Fatbin elf code:\n================", "", "unexpected cuobjdump output"),
+    ],
+)
 def test_parse_cuobjdump_refuses_what_the_notation_cannot_say(elf: str, ptx: str, error: str) -> None:
     with pytest.raises(uc.UpdateError, match=error):
         uc.parse_cuobjdump(elf, ptx)
@@ -358,10 +404,13 @@ def test_parse_metadata_reads_requires_dist() -> None:
     assert (wheel.version, wheel.cuda, wheel.cudnn, wheel.nccl) == ("2.15.0", "13.2", "9.26.0.51", "2.30.7")
 
 
-@pytest.mark.parametrize(("library", "arch"), [
-    ("libtorch_cuda-noptx.so", ("7.5", "12.0")),
-    ("libtorch_cuda-ptx.so", ("7.5", "12.0+PTX")),
-])
+@pytest.mark.parametrize(
+    ("library", "arch"),
+    [
+        ("libtorch_cuda-noptx.so", ("7.5", "12.0")),
+        ("libtorch_cuda-ptx.so", ("7.5", "12.0+PTX")),
+    ],
+)
 def test_read_wheel_runs_cuobjdump_on_the_wheels_library(
     tmp_path: Path, library: str, arch: tuple[str, ...]
 ) -> None:
@@ -369,8 +418,10 @@ def test_read_wheel_runs_cuobjdump_on_the_wheels_library(
     assert facts.arch_list == arch
     assert (facts.wheel.cuda, facts.wheel.cudnn) == ("13.2", "9.26.0.51")
     # The source names exactly which files were read.
-    assert facts.source.startswith("PyPI torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl: "
-                                   "torch-2.15.0.dist-info/METADATA Requires-Dist; arch: cuobjdump")
+    assert facts.source.startswith(
+        "PyPI torch-2.15.0-cp312-cp312-manylinux_2_28_x86_64.whl: "
+        "torch-2.15.0.dist-info/METADATA Requires-Dist; arch: cuobjdump"
+    )
     assert "torch/lib/libtorch_cuda.so in that wheel" in facts.source
     assert ("no PTX" in facts.source) == (library == "libtorch_cuda-noptx.so")
 
@@ -387,8 +438,12 @@ def test_main_with_a_wheel_writes_the_row_read_from_it(tmp_path: Path) -> None:
     _cuobjdump()
     wheel = _wheel(tmp_path, CUOBJDUMP / "libtorch_cuda-ptx.so")
     out = tmp_path / "out"
-    assert uc.main(["--skip-pypi", "--base", str(_copy_data(tmp_path)), "--out", str(out),
-                    "--wheel", str(wheel)]) == 0
+    assert (
+        uc.main(
+            ["--skip-pypi", "--base", str(_copy_data(tmp_path)), "--out", str(out), "--wheel", str(wheel)]
+        )
+        == 0
+    )
     variant = load_kb(out).torch("2.15.0").variant("cu132")  # type: ignore[union-attr]
     assert variant is not None and variant.arch_list == ("7.5", "12.0+PTX")
     assert variant.evidence == "wheel" and wheel.name in variant.source
@@ -396,16 +451,33 @@ def test_main_with_a_wheel_writes_the_row_read_from_it(tmp_path: Path) -> None:
 
 # --- nvidia/cuda tag list ---------------------------------------------------------------------------
 
-TAGS = ("12.9.1-base-ubuntu24.04", "12.9.2-base-ubuntu20.04", "12.9.2-cudnn-devel-ubuntu22.04",
-        "12.9.2-runtime-ubuntu24.04", "13.0.3-devel-ubuntu22.04", "13.0.3-cudnn-runtime-ubuntu24.04",
-        "13.3.0-base-ubuntu22.04", "13.3.0-base-ubuntu24.04", "13.5.0-base-ubuntu26.04",
-        "13.5.0-base-ubi9", "12.9.2-devel-ubuntu22.04-rc", "latest")
+TAGS = (
+    "12.9.1-base-ubuntu24.04",
+    "12.9.2-base-ubuntu20.04",
+    "12.9.2-cudnn-devel-ubuntu22.04",
+    "12.9.2-runtime-ubuntu24.04",
+    "13.0.3-devel-ubuntu22.04",
+    "13.0.3-cudnn-runtime-ubuntu24.04",
+    "13.3.0-base-ubuntu22.04",
+    "13.3.0-base-ubuntu24.04",
+    "13.5.0-base-ubuntu26.04",
+    "13.5.0-base-ubi9",
+    "12.9.2-devel-ubuntu22.04-rc",
+    "latest",
+)
 
 
 def _capture(tmp_path: Path) -> Path:
     path = tmp_path / "tags.json"
-    path.write_text(json.dumps({"origin": "https://registry.example/v2/nvidia/cuda/tags/list",
-                                "captured": "2026-11-30", "tags": list(TAGS)}))
+    path.write_text(
+        json.dumps(
+            {
+                "origin": "https://registry.example/v2/nvidia/cuda/tags/list",
+                "captured": "2026-11-30",
+                "tags": list(TAGS),
+            }
+        )
+    )
     return path
 
 
@@ -445,8 +517,11 @@ class _Registry(http.server.BaseHTTPRequestHandler):
             realm = f"http://{self.headers['Host']}/token"
             self._send(401, {}, {"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'})
         elif "last=" not in url.query:
-            self._send(200, {"name": "nvidia/cuda", "tags": list(TAGS[:6])},
-                       {"Link": '</v2/nvidia/cuda/tags/list?n=1000&last=x>; rel="next"'})
+            self._send(
+                200,
+                {"name": "nvidia/cuda", "tags": list(TAGS[:6])},
+                {"Link": '</v2/nvidia/cuda/tags/list?n=1000&last=x>; rel="next"'},
+            )
         else:
             self._send(200, {"name": "nvidia/cuda", "tags": list(TAGS[6:])})
 
