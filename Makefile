@@ -55,7 +55,7 @@ demo: venv base-image
 	@echo "demo: reports in $(STATE)/demo-reports, HTML page $(STATE)/demo-report.html"
 
 test: test-deps
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q --durations=25
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
