@@ -355,7 +355,10 @@ def match_baseline(report: Report, baselines: list[Report]) -> tuple[Report | No
         return report.label == other.label
 
     what = f"{report.cell or report.label} ({report.profile})"
-    candidates = [other for other in baselines if same_image(other) and other.profile == report.profile]
+    # The same profile as it really ran: a CPU host's `full` measures another model than a GPU's.
+    candidates = [
+        other for other in baselines if same_image(other) and other.profile_label == report.profile_label
+    ]
     if not candidates:
         return None, f"no baseline for {what}"
     mine = _class_of(report)

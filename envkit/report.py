@@ -26,6 +26,7 @@ from typing import Any
 
 from envkit import labels as L
 from envkit.errors import ConfigError, Where
+from envkit.probe.context import PRESETS
 from envkit.probe.outcome import NA, STATUSES, worst
 
 SCHEMA = "envkit.report/2"
@@ -165,6 +166,18 @@ class Report:
     def cell(self) -> str | None:
         """The envkit cell id from the image labels, when envkit built the image."""
         return self.image.labels.get(L.CELL) if self.image else None
+
+    @property
+    def profile_label(self) -> str:
+        """The profile as it really ran: `full` on a host without a GPU measures the tiny model, not
+        the 1b one, and says so (`full (tiny model)`); a preset chosen by hand is named the same way."""
+        expected = "1b" if self.profile == "full" else "tiny"
+        for check in self.find("throughput.generate"):
+            preset = check.details.get("preset")
+            # The image's word, so only one of the probe's own preset names is shown (never other text).
+            if preset in PRESETS and preset != expected:
+                return f"{self.profile} ({preset} model)"
+        return self.profile
 
     @property
     def gpu_model(self) -> str:

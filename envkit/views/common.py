@@ -63,7 +63,7 @@ def css_class(status: str) -> str:
 
 def display_name(report: Report) -> str:
     """`<image or local:host> @ <GPU> (<profile>)`: unique enough to tell reports apart in a view."""
-    return f"{report.label} @ {report.gpu_model} ({report.profile})"
+    return f"{report.label} @ {report.gpu_model} ({report.profile_label})"
 
 
 def distinct_names(reports: Sequence[Report]) -> list[str]:

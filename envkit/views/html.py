@@ -201,7 +201,7 @@ def _status_table(reports: Sequence[Report], names: Sequence[str], verdicts: dic
         cells = [
             f"<td>{_e(name)}</td>",
             f"<td>{_e(report.gpu_model)}</td>",
-            f"<td>{_e(report.profile)}</td>",
+            f"<td>{_e(report.profile_label)}</td>",
             f'<td class="{css_class(worst)}">{_e(worst)}</td>',
         ]
         verdict = verdicts.get(id(report))

@@ -54,7 +54,8 @@ def reports_markdown(reports: Sequence[Report], gate: GateResult | None = None) 
         counts = status_counts(report)
         metrics = [fmt(headline_metric(report, name)) for name, _ in HEADLINE_METRICS]
         lines.append(
-            f"| {md(report.label)} | {md(report.gpu_model)} | {report.profile} | {report.worst_status()} | "
+            f"| {md(report.label)} | {md(report.gpu_model)} | {md(report.profile_label)} "
+            f"| {report.worst_status()} | "
             + " | ".join(str(c) for c in counts.values())
             + " | "
             + " | ".join(metrics)
@@ -85,7 +86,7 @@ def gate_markdown(result: GateResult) -> str:
         report = verdict.report
         word = "✅ PASS" if verdict.passed else "❌ FAIL"
         lines.append(
-            f"| {md(report.label)} | {md(report.gpu_model)} | {report.profile} | {word} | "
+            f"| {md(report.label)} | {md(report.gpu_model)} | {md(report.profile_label)} | {word} | "
             f"{verdict.count('pass')} | {verdict.count('fail')} | {verdict.count('skip')} |"
         )
     for verdict in result.verdicts:

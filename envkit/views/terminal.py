@@ -66,7 +66,7 @@ def summary_table(reports: Sequence[Report]) -> Table:
         table.add_row(
             Text(report.label),
             Text(report.gpu_model.removeprefix("NVIDIA ")),
-            report.profile,
+            report.profile_label,
             Text(worst, style=STATUS_STYLE[worst]),
             counts_text(report),
             *(fmt(headline_metric(report, name)) for name, _ in HEADLINE_METRICS),
@@ -114,7 +114,7 @@ def print_gate(console: Console, result: GateResult) -> None:
         table.add_row(
             Text(report.label),
             Text(report.gpu_model.removeprefix("NVIDIA ")),
-            report.profile,
+            report.profile_label,
             Text(word, style=STATUS_STYLE[word]),
             counts,
             Text(Path(verdict.baseline_source).name if verdict.baseline_source else "-"),
