@@ -119,9 +119,16 @@ def setup(engine: DockerSdkEngine, base_image: str, registry: str, tmp_path: Pat
     for ref in engine.image(base_id).digests:  # type: ignore[union-attr]
         if f"/envkit-test/{name}-" in ref:  # what the push and the digest-pinned FROM left on it
             engine.remove_image(ref)
+    # The classic builder keeps intermediate images of the cells' stages as its cache; those are
+    # children of the moved base and inherit its test label: remove them (children first), then it.
+    for _ in range(3):
+        children = [
+            i.id for i in engine.images(f"io.envkit.test-moved={repository}") if i.id not in state.bases
+        ]
+        for image_id in children:
+            with contextlib.suppress(EngineError):
+                engine.remove_image(image_id, force=True)
     for image_id in state.bases:
-        # The classic builder keeps intermediate images of the cells' stages as its cache; those are
-        # children of this base, which then cannot be removed (it carries no envkit label).
         with contextlib.suppress(EngineError):
             engine.remove_image(image_id, force=True)
 
