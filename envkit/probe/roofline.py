@@ -3,7 +3,8 @@ the KV cache up to the current position, so tokens/s <= peak bandwidth / bytes r
 
 from __future__ import annotations
 
-# Vendor spec-sheet peaks in GB/s (compat-sources.md section E). Checked in order: first match wins,
+# Vendor spec-sheet peaks in GB/s (NVIDIA's A100, H100 and H200 data sheets on nvidia.com; the L4 and
+# RTX 4090 product pages). Checked in order: first match wins,
 # so the more specific names come first ("H100 NVL" before "H100").
 _PEAK_TABLE = (
     (("H200",), 4800.0),

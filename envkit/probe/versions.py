@@ -10,7 +10,7 @@ from . import arch
 from .outcome import FAIL, PASS, WARN
 
 # CUDA minor-version compatibility floors (reduced feature set) per CUDA major: CUDA compatibility
-# guide, docs.nvidia.com/deploy/cuda-compatibility (compat-sources.md section B). The probe carries
+# guide, docs.nvidia.com/deploy/cuda-compatibility. The probe carries
 # this small table itself because it must not depend on envkit's knowledge base inside an image.
 MINOR_COMPAT_FLOORS = {11: "450.80.02", 12: "525.60.13", 13: "580"}
 

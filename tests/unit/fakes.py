@@ -1,4 +1,4 @@
-"""An in-memory `Engine` for unit tests of the layers above the engine (STYLE.md rule 7).
+"""An in-memory `Engine` for unit tests of the layers above the engine (never a mock of docker-py).
 
 It follows `envkit.engine.Engine` exactly (tests/unit/test_engine_fake.py checks the signatures), keeps
 what was asked of it for assertions, and plays back outcomes a test scripts in advance:

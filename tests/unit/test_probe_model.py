@@ -179,7 +179,7 @@ def test_preset_shapes_match_llama() -> None:
         eight_b = model.Decoder(model.PRESETS["8b"], max_positions=16)
     assert one_b.parameter_count() == 1_235_814_400  # Llama-3.2-1B, tied embeddings
     assert eight_b.parameter_count() == 8_030_261_248  # Llama-3-8B, untied
-    # bf16, tied: every weight is read once per token, ~2.47 GB (compat-sources.md E).
+    # bf16, tied: every weight is read once per token, ~2.47 GB (1.24e9 parameters x 2 bytes).
     assert one_b.to(torch.bfloat16).weight_bytes_per_token() == 2 * 1_235_814_400
 
 

@@ -42,7 +42,7 @@ def test_peak_bandwidth_prefers_nvml_then_table() -> None:
 
 
 def test_llama_1b_bf16_roofline_on_h100() -> None:
-    # compat-sources.md E: ~2.47 GB of bf16 weights per token -> <= ~1,355 tok/s on an H100 SXM.
+    # ~1.24e9 parameters x 2 bytes = ~2.47 GB of bf16 weights per token -> <= ~1,355 tok/s on an H100 SXM.
     weights = 1_235_814_400 * 2
     kv = roofline.kv_bytes_per_position(n_layers=16, n_kv_heads=8, head_dim=64, element_size=2)
     assert kv == 32768
