@@ -143,6 +143,9 @@ class BuildSettings:
     provenance: Mapping[str, str] = field(default_factory=dict)
     # Images (checked refs) every built cell may reuse layers of, besides its own cell tag in `push`.
     cache_from: tuple[str, ...] = ()
+    # The network of the build's RUN steps ("host" on a runner whose bridge has no NAT); None: the
+    # engine's default. BuildKit's cache keys include it: a registry cache matches builds that agree.
+    network: str | None = None
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -490,6 +493,7 @@ def _run_build(
         build_args={},
         secrets=secrets,
         no_cache=settings.no_cache,
+        network_mode=settings.network,
         cache_from=cache_from,
         inline_cache=settings.push is not None,  # pushed images carry cache metadata for the next runner
     )

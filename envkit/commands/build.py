@@ -100,6 +100,12 @@ def register(sub: Any) -> None:
         "(images built by envkit --push --buildkit carry the cache metadata it needs); the docker "
         "backend pulls the whole image first",
     )
+    parser.add_argument(
+        "--network",
+        choices=("default", "host", "none"),
+        help="the network of RUN steps during the build, as `docker build --network` (host: on a "
+        "runner whose bridge has no NAT); a registry cache is reused only by builds with the same one",
+    )
     add_registry_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -163,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         state_root=scratch.STATE_ROOT,
         provenance=build_labels(the_plan.matrix.file),
         cache_from=cache_from,
+        network=args.network,
     )
     report_path = args.report or scratch.build_report_path(the_plan.matrix.name)
     try:

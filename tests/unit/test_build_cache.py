@@ -231,3 +231,12 @@ def test_cli_refuses_a_bad_cache_from_with_exit_2_before_reaching_anything(
     path.write_text(MATRIX)
     assert main(["build", str(path), "--cache-from=--not-a-ref"]) == 2
     assert "is not a valid image reference" in capsys.readouterr().err
+
+
+def test_the_build_network_reaches_the_engine_only_when_asked(
+    cells: list[BuildContext], tmp_path: Path
+) -> None:
+    engine = FakeEngine()
+    build_contexts("cachy.yaml", cells[:1], engine, settings(tmp_path, network="host"))
+    build_contexts("cachy.yaml", cells[1:], engine, settings(tmp_path))
+    assert [b.network_mode for b in engine.builds] == ["host", None]
