@@ -433,12 +433,16 @@ def ci_cache(args: argparse.Namespace) -> None:
                 finally:
                     script("runner-engine.sh", "stop", runner)
                 [cell] = json.loads(report.read_text())["cells"]
+                # BuildKit's plain progress marks each step it took from a cache "#N CACHED".
+                log = (ROOT / cell["log"]).read_text(errors="replace").splitlines()
+                cached = sum(1 for line in log if line.startswith("#") and line.endswith(" CACHED"))
                 result[name] = {
                     "seconds": seconds,
                     "status": cell["status"],
                     "cache_from": cell["cache_from"],
+                    "cached_steps": cached,
                 }
-                say(f"  empty runner, {name:24} {seconds:7.1f} s  {cell['status']} {cell['cache_from']}")
+                say(f"  empty runner, {name:24} {seconds:7.1f} s  {cell['status']}, {cached} steps cached")
             with_s, without_s = result["with_cache"]["seconds"], result["without_cache"]["seconds"]
             result["with_over_without"] = with_s / without_s
             say(f"  with / without cache                   = {with_s / without_s:.3f}")
