@@ -482,7 +482,7 @@ def main() -> int:
     )
     parser.add_argument("--sections", default="plan,build,validate,generate,ci,ci-cache")
     parser.add_argument(
-        "--cache-change", choices=sorted(CACHE_CHANGES), default="package", help="the ci-cache change"
+        "--cache-change", choices=sorted(CACHE_CHANGES), default="env", help="the ci-cache change"
     )
     parser.add_argument("--wheelhouse", default=os.environ.get("PIP_FIND_LINKS"))
     parser.add_argument("--ca-bundle", default=os.environ.get("PIP_CERT"))
