@@ -240,3 +240,30 @@ def test_the_build_network_reaches_the_engine_only_when_asked(
     build_contexts("cachy.yaml", cells[:1], engine, settings(tmp_path, network="host"))
     build_contexts("cachy.yaml", cells[1:], engine, settings(tmp_path))
     assert [b.network_mode for b in engine.builds] == ["host", None]
+
+
+class RecordingApi:
+    """Stands in for docker-py's APIClient.build: records its arguments, reports a finished image."""
+
+    def __init__(self) -> None:
+        self.kwargs: dict[str, object] = {}
+
+    def build(self, **kwargs: object) -> list[dict[str, object]]:
+        self.kwargs = kwargs
+        return [{"stream": "Successfully built 0123456789ab\n"}, {"aux": {"ID": "sha256:" + "a" * 64}}]
+
+
+def test_docker_backend_hands_the_cache_images_to_the_classic_builder(tmp_path: Path) -> None:
+    from envkit.engine.docker_sdk import DockerSdkEngine
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    engine, api = DockerSdkEngine(host="unix:///nonexistent.sock"), RecordingApi()
+    engine._client = api  # type: ignore[assignment]
+    ref = "reg.test:5000/a/b:c"
+    engine.build(BuildRequest(context_dir=context, cache_from=(ref,), inline_cache=True), lambda line: None)
+    assert api.kwargs["cache_from"] == [ref]
+    assert "BUILDKIT_INLINE_CACHE" not in dict(api.kwargs["buildargs"])  # type: ignore[call-overload]
+    engine.build(BuildRequest(context_dir=context), lambda line: None)
+    assert api.kwargs["cache_from"] is None
