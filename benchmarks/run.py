@@ -1,6 +1,6 @@
 """envkit benchmarks: costs measured side by side in one run, printed as ratios (`make bench`).
 
-    python benchmarks/run.py [--sections plan,build,validate,generate,ci] [--wheelhouse DIR]
+    python benchmarks/run.py [--sections plan,build,validate,generate,ci,ci-cache] [--wheelhouse DIR]
                              [--ca-bundle FILE] [--skip-jobs] [--note TEXT]
                              [--out benchmarks/results/<machine>-<sections>.json]
 
@@ -14,6 +14,9 @@ Sections
              CPU demo (scripts/start-registry.sh): `envkit build --push` (every cell skipped by registry)
              vs the loop a CI job runs without envkit (`docker build` of every rendered context).
              Needs root (a second dockerd), the base image and a wheelhouse.
+- ci-cache:  the cache half of ci: the first engine pushes the demo's cpu cell (BuildKit, inline cache),
+             one change to that cell, then a fresh empty runner builds it with --push (reusing the
+             registry's image of the cell) and another fresh one with --no-cache: seconds side by side.
 The GPU counterpart (roofline, transformers side by side) is benchmarks/gpu_generation.py.
 Never run from the test suite: numbers depend on the machine; ratios are what the targets are about.
 """
@@ -379,12 +382,74 @@ def ci_ratio(args: argparse.Namespace) -> None:
                 "naive_build_s": naive,
                 "ratio": envkit_s / naive,
                 "skipped_by": statuses,
-                "registry_cache": "not measured: envkit build has no --cache-from yet",
+                "registry_cache": "see the ci-cache section",
             }
     finally:
         script("runner-engine.sh", "stop", runner)
         script("start-registry.sh", "stop", port)
         _remove_repository(repository)
+
+
+# One-cell changes for ci-cache: `package` lands in the dependency stage, which BuildKit's inline cache
+# does not hold (only the final image's layers); `env` lands after the environment is copied in.
+CACHE_CHANGES = {
+    "package": "include:\n  - {flavor: cpu, packages: [six==1.16.0]}\n",
+    "env": "include:\n  - {flavor: cpu, env: {APP_MODE: ci}}\n",
+}
+
+
+def ci_cache(args: argparse.Namespace) -> None:
+    say(f"== CI one-cell change ({args.cache_change}) on an empty runner: with vs without the registry cache")
+    # --network host: the runner's bridge has no NAT; BuildKit's cache keys include the RUN network, so
+    # the first engine's build uses it too.
+    flags = [
+        *(["--wheelhouse", args.wheelhouse] if args.wheelhouse else []),
+        *(["--ca-bundle", args.ca_bundle] if args.ca_bundle else []),
+        *("--buildkit", "--network", "host"),
+    ]
+    port = str(49152 + (os.getpid() + 7) % 10000)
+    repository = f"envkit-bench/cache-{uuid.uuid4().hex[:6]}"
+    staging = f"{script('start-registry.sh', port)}/stage"
+    result: dict[str, Any] = {"change": args.cache_change}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            matrix = demo_matrix(folder, repository)
+            cells = plan(load_matrix(matrix)).cells
+            only = ["--only", next(c.id for c in cells if c.flavor == "cpu")]
+            populate = timed_run(envkit_argv("build", str(matrix), *flags, *only, "--push", staging))
+            say(f"  populate staging (first engine)        {populate:7.1f} s")
+            result["populate_s"] = populate
+            matrix = demo_matrix(folder, repository, CACHE_CHANGES[args.cache_change])
+            runs: tuple[tuple[str, list[str]], ...] = (("with_cache", []), ("without_cache", ["--no-cache"]))
+            for number, (name, extra) in enumerate(runs):
+                runner = f"bcache{os.getpid() % 10000}{number}"
+                host = script("runner-engine.sh", "start", runner)
+                try:
+                    copy_image(cells[0].base, host)  # not in any registry: every runner needs it loaded
+                    report = folder / f"{name}.json"
+                    argv = ["build", str(matrix), *flags, *only, *extra, "--push", staging]
+                    seconds = timed_run(envkit_argv(*argv, "--report", str(report)), DOCKER_HOST=host)
+                finally:
+                    script("runner-engine.sh", "stop", runner)
+                [cell] = json.loads(report.read_text())["cells"]
+                # BuildKit's plain progress marks each step it took from a cache "#N CACHED".
+                log = (ROOT / cell["log"]).read_text(errors="replace").splitlines()
+                cached = sum(1 for line in log if line.startswith("#") and line.endswith(" CACHED"))
+                result[name] = {
+                    "seconds": seconds,
+                    "status": cell["status"],
+                    "cache_from": cell["cache_from"],
+                    "cached_steps": cached,
+                }
+                say(f"  empty runner, {name:24} {seconds:7.1f} s  {cell['status']}, {cached} steps cached")
+            with_s, without_s = result["with_cache"]["seconds"], result["without_cache"]["seconds"]
+            result["with_over_without"] = with_s / without_s
+            say(f"  with / without cache                   = {with_s / without_s:.3f}")
+    finally:
+        script("start-registry.sh", "stop", port)
+        _remove_repository(repository)
+    RESULTS["ci_cache"] = result
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
@@ -393,6 +458,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "validate": validate_overhead,
     "generate": generation,
     "ci": ci_ratio,
+    "ci-cache": ci_cache,
 }
 
 
@@ -414,7 +480,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sections", default="plan,build,validate,generate,ci")
+    parser.add_argument("--sections", default="plan,build,validate,generate,ci,ci-cache")
+    parser.add_argument(
+        "--cache-change", choices=sorted(CACHE_CHANGES), default="env", help="the ci-cache change"
+    )
     parser.add_argument("--wheelhouse", default=os.environ.get("PIP_FIND_LINKS"))
     parser.add_argument("--ca-bundle", default=os.environ.get("PIP_CERT"))
     parser.add_argument(

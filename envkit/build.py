@@ -7,6 +7,12 @@ cell tag), so an interrupted or failed build never leaves an image under a cell'
 With a push target (`build --push`), the registry is asked first: a cell whose `content-<hash16>` tag
 is there is skipped without pulling or building anything. Otherwise the cell is built (or found
 locally), pushed under its content tag, and only then its cell tag is pointed at that digest.
+
+A cell that must be built with a push target reuses layers of the registry's image under its cell tag
+(the cell's previous build) and of any `--cache-from` image. BuildKit reads their inline cache
+metadata (written into every image it builds for a push) and pulls only the layers it reuses; the
+classic builder (docker backend) uses only images on the engine, so envkit pulls each cache image
+whole first and drops the name again after the build. The cell log and `build --dry-run` say which.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +32,7 @@ from typing import Any
 from envkit import __version__
 from envkit import labels as L
 from envkit.engine import BuildEnvironmentFault, BuildFailed, BuildRequest, Engine, EngineInfo, ImageInfo
-from envkit.errors import EngineUnavailable, EnvironmentFault, EnvkitError
+from envkit.errors import EngineUnavailable, EnvironmentFault, EnvkitError, RegistryError
 from envkit.registry import RegistryRepository
 from envkit.render import BuildContext
 from envkit.scratch import cell_lock_path, exclusive, record_build, scratch_dir
@@ -66,6 +73,7 @@ class CellResult:
     skipped_by: str | None = None  # "engine" or "registry" for a skipped cell
     digest: str | None = None  # the manifest digest in the push registry
     pushed: tuple[str, ...] = ()  # registry refs now pointing at `digest`
+    cache_from: tuple[str, ...] = ()  # images the build was allowed to reuse layers of
 
     @property
     def label(self) -> str:
@@ -107,7 +115,10 @@ class BuildReport:
             "engine": dict(self.engine),
             "started": self.started,
             "duration_s": round(self.duration_s, 3),
-            "cells": [asdict(r) | {"tags": list(r.tags), "pushed": list(r.pushed)} for r in self.results],
+            "cells": [
+                asdict(r) | {"tags": list(r.tags), "pushed": list(r.pushed), "cache_from": list(r.cache_from)}
+                for r in self.results
+            ],
             "would_push": list(self.would_push),
         }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -130,6 +141,11 @@ class BuildSettings:
     state_root: Path | None = None
     # Build labels outside the content hash (envkit.provenance): created, source, revision.
     provenance: Mapping[str, str] = field(default_factory=dict)
+    # Images (checked refs) every built cell may reuse layers of, besides its own cell tag in `push`.
+    cache_from: tuple[str, ...] = ()
+    # The network of the build's RUN steps ("host" on a runner whose bridge has no NAT); None: the
+    # engine's default. BuildKit's cache keys include it: a registry cache matches builds that agree.
+    network: str | None = None
 
 
 def up_to_date(context: BuildContext, existing: ImageInfo | None, base: ImageInfo | None) -> bool:
@@ -154,11 +170,17 @@ def decide(
 
 
 def explain(
-    contexts: Sequence[BuildContext], engine: Engine, force: bool = False, push: PushTarget | None = None
+    contexts: Sequence[BuildContext],
+    engine: Engine,
+    force: bool = False,
+    push: PushTarget | None = None,
+    cache_from: Sequence[str] = (),
+    no_cache: bool = False,
 ) -> dict[str, tuple[str, str]]:
     """Per cell id: (action, why) — held by the registry, no image, which input changed, base moved, or
-    forced."""
+    forced; for a build, which images it may reuse layers of and how they reach the engine."""
     decisions = {}
+    backend = engine.info().backend if (push is not None or cache_from) and not no_cache else ""
     for context in contexts:
         held = _in_registry(push, context) if push is not None and not force else None
         if held is not None:
@@ -167,11 +189,35 @@ def explain(
             continue
         existing, base = engine.image(context.cell.image), engine.image(context.from_ref)
         why = stale_reason(context, existing, base)
-        if why is None:
-            decisions[context.cell.id] = ("build", "forced") if force else ("skip", "up to date")
-        else:
-            decisions[context.cell.id] = ("build", why)
+        if why is None and not force:
+            decisions[context.cell.id] = ("skip", "up to date")
+            continue
+        sources = () if no_cache else cache_sources(context, push, cache_from)
+        cache = f"; {cache_note(backend, sources)}" if sources else ""
+        decisions[context.cell.id] = ("build", (why or "forced") + cache)
     return decisions
+
+
+def cache_sources(
+    context: BuildContext, push: PushTarget | None, cache_from: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """The images a build of `context` may reuse layers of: the `--cache-from` images, then the push
+    registry's image under the cell's tag (its previous build) when the registry holds one."""
+    sources = list(cache_from)
+    if push is not None and push.registry.head_manifest(push.repository, context.cell.tag) is not None:
+        sources.append(push.ref(context.cell.tag))
+    return tuple(dict.fromkeys(sources))
+
+
+def cache_note(backend: str, sources: Sequence[str]) -> str:
+    """How the cache images reach the build on `backend`, as the dry run and the cell log say it."""
+    refs = ", ".join(sources)
+    if backend == "buildkit":
+        return f"layer cache from {refs} (BuildKit pulls only the layers it reuses)"
+    return (
+        f"layer cache from {refs} (the docker backend's classic builder reuses only local images: "
+        "each is pulled whole first; --buildkit pulls only the layers it reuses)"
+    )
 
 
 def _in_registry(push: PushTarget, context: BuildContext) -> str | None:
@@ -359,7 +405,11 @@ def _build_locked(
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
             base_label = {**settings.provenance, **base_label}
-            image_id = _run_build(context, engine, settings, scratch, log, cancel, progress, base_label)
+            sources = () if settings.no_cache else cache_sources(context, push, settings.cache_from)
+            with _cache_images(engine, sources, log) as reusable:
+                image_id = _run_build(
+                    context, engine, settings, scratch, log, cancel, progress, base_label, reusable
+                )
         if settings.state_root is not None:
             record_build(image_id, cell.id, settings.state_root)
         if cancel.is_set():
@@ -385,6 +435,7 @@ def _build_locked(
         size=image.size,
         duration_s=time.monotonic() - clock,
         log=str(log_path),
+        cache_from=sources,
         **outcome,
     )
 
@@ -427,6 +478,7 @@ def _run_build(
     cancel: threading.Event,
     progress: Progress,
     extra_labels: Mapping[str, str],
+    cache_from: tuple[str, ...] = (),
 ) -> str:
     context.write(scratch)
     missing = [s for s in context.secrets if s not in settings.secrets]
@@ -441,6 +493,9 @@ def _run_build(
         build_args={},
         secrets=secrets,
         no_cache=settings.no_cache,
+        network_mode=settings.network,
+        cache_from=cache_from,
+        inline_cache=settings.push is not None,  # pushed images carry cache metadata for the next runner
     )
 
     after_from = False
@@ -465,6 +520,38 @@ def _run_build(
             progress(context.cell.id, "building", line.strip()[:100])
 
     return _cancellable_build(engine, request, on_line, cancel)
+
+
+@contextmanager
+def _cache_images(engine: Engine, sources: tuple[str, ...], log: Any) -> Iterator[tuple[str, ...]]:
+    """The cache images the build can use, noted in the cell log. On a BuildKit engine, all of them
+    (it fetches what it reuses from the registry); on the classic builder, those on the engine, after
+    pulling the missing ones whole; the names pulled here are removed again afterwards. A cache image
+    that cannot be pulled is left out: the build then runs without it."""
+    if not sources:
+        yield ()
+        return
+    backend = engine.info().backend
+    log.write(f"envkit: {cache_note(backend, sources)}\n")
+    if backend == "buildkit":
+        yield sources
+        return
+    usable, pulled = [], []
+    for ref in sources:
+        if engine.image(ref) is None:
+            try:
+                engine.pull(ref)
+            except RegistryError as error:
+                log.write(f"envkit: not using {ref} as a layer cache: {error.message}\n")
+                continue
+            pulled.append(ref)
+        usable.append(ref)
+    try:
+        yield tuple(usable)
+    finally:
+        for ref in pulled:
+            with suppress(EnvkitError):  # `envkit gc` removes it later
+                engine.remove_image(ref)  # the name only: layers the new image shares stay
 
 
 def _cancellable_build(

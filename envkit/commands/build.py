@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from envkit import scratch
+from envkit import safety, scratch
 from envkit.build import BuildInterrupted, BuildReport, BuildSettings, PushTarget, build_contexts, explain
 from envkit.commands._common import (
     add_locked_argument,
@@ -90,6 +90,22 @@ def register(sub: Any) -> None:
         help="host[:port][/prefix]: skip cells whose content-<hash16> tag the registry holds, push the "
         "others (content tag, then cell tag); without a value, the matrix's image.registry",
     )
+    parser.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="an image whose layers built cells may reuse (repeatable); with --push, each cell's "
+        "image in the push registry is one already. BuildKit pulls only the layers it reuses "
+        "(images built by envkit --push --buildkit carry the cache metadata it needs); the docker "
+        "backend pulls the whole image first",
+    )
+    parser.add_argument(
+        "--network",
+        choices=("default", "host", "none"),
+        help="the network of RUN steps during the build, as `docker build --network` (host: on a "
+        "runner whose bridge has no NAT); a registry cache is reused only by builds with the same one",
+    )
     add_registry_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -115,6 +131,7 @@ def push_target(args: argparse.Namespace, the_plan: Plan) -> PushTarget | None:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    cache_from = tuple(safety.image_ref(ref) for ref in args.cache_from)
     out = console()
     # Resolving, rendering (hashing a wheelhouse) and reaching the engine take seconds: say so at once.
     with out.status("resolving the matrix…") as status:
@@ -132,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         push = push_target(args, the_plan)
         if args.dry_run:
             status.update("comparing with the images on the engine…")
-            decisions = explain(contexts, engine, args.force or args.no_cache, push)
+            decisions = explain(
+                contexts, engine, args.force or args.no_cache, push, cache_from, args.no_cache
+            )
     if args.dry_run:
         for cell_id, (action, why) in decisions.items():
             out.print(f"{action:5}  {escape(cell_id)}  {escape(why)}")
@@ -149,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         push=push,
         state_root=scratch.STATE_ROOT,
         provenance=build_labels(the_plan.matrix.file),
+        cache_from=cache_from,
+        network=args.network,
     )
     report_path = args.report or scratch.build_report_path(the_plan.matrix.name)
     try:

@@ -101,6 +101,11 @@ class BuildRequest:
     pull: bool = False
     network_mode: str | None = None
     no_cache: bool = False  # do not reuse layers from earlier builds
+    # Images whose layers the build may reuse (`--cache-from`): BuildKit reads their inline cache
+    # metadata from the registry and pulls only the layers it reuses; the classic builder uses only
+    # images already on the engine.
+    cache_from: tuple[str, ...] = ()
+    inline_cache: bool = False  # write BuildKit inline cache metadata into the image (BuildKit only)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from envkit import safety
 from envkit.engine import MANAGED_LABEL, BuildFailed, BuildRequest, build_failure
 from envkit.engine.docker_sdk import LOG_TAIL_LINES, DockerSdkEngine, unreachable
 from envkit.errors import EngineUnavailable, UnsafeValueError, UsageError
@@ -89,6 +90,10 @@ def build_argv(cli: str, req: BuildRequest, iidfile: Path) -> list[str]:
         argv += ["--label", f"{_key(key, 'label')}={value}"]
     for key, value in sorted(req.build_args.items()):
         argv += ["--build-arg", f"{_key(key, 'build arg')}={value}"]
+    if req.inline_cache:
+        argv += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]  # a later build can --cache-from this image
+    for ref in req.cache_from:
+        argv += ["--cache-from", safety.image_ref(ref)]
     for secret_id, src in sorted(req.secrets.items()):
         argv += ["--secret", _secret(secret_id, src)]
     if req.pull:

@@ -212,6 +212,7 @@ class DockerSdkEngine(Engine):
             rm=True,
             forcerm=True,
             nocache=req.no_cache,
+            cache_from=list(req.cache_from) or None,
             decode=True,
         )
         image_id: str | None = None
