@@ -5,15 +5,17 @@ No reachable engine skips the tier, unless ENVKIT_REQUIRE_ENGINE=1 (CI), which m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 
-from envkit.engine import MANAGED_FILTER
+from envkit.engine import MANAGED_FILTER, MANAGED_LABEL
 from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.errors import EngineUnavailable
 
@@ -71,7 +73,9 @@ def _nothing_left_behind() -> Iterator[None]:
     except EngineUnavailable:
         yield
         return
+    stages_before = stage_images(probe)
     yield
+    remove_stage_images(probe, stage_images(probe) - stages_before)
     # What existed before the session belongs to someone else; only new things are leaks.
     after = managed_leftovers(probe)
     leaked = {kind: sorted(after[kind] - before[kind]) for kind in after}
@@ -89,6 +93,27 @@ def managed_leftovers(engine: DockerSdkEngine) -> dict[str, set[str]]:
             image.id for image in engine.images(MANAGED_FILTER) if not image.tags and not image.digests
         },
     }
+
+
+def stage_images(engine: DockerSdkEngine) -> set[tuple[int, str]]:
+    """Dangling images built FROM the local base (they inherit its label): the classic builder leaves
+    each multi-stage build's earlier stages as such images, with no envkit label. Users remove theirs
+    with `envkit gc`, which reads the build record; the tier removes the ones it made so repeated runs
+    on one engine do not fill its disk (about 14 GB a session)."""
+    images = engine.api.images(filters={"dangling": True, "label": "io.envkit.base=true"}) or []
+    # Managed ones are envkit's own results: the leak check judges those, so they are not touched here.
+    return {
+        (image["Created"], image["Id"])
+        for image in images
+        if MANAGED_LABEL not in (image.get("Labels") or {})
+    }
+
+
+def remove_stage_images(engine: DockerSdkEngine, images: set[tuple[int, str]]) -> None:
+    """Remove `images` (creation time, id), children before parents (newest first); one in use stays."""
+    for _, image_id in sorted(images, reverse=True):
+        with contextlib.suppress(docker.errors.APIError):  # in use, or went with a child: kept/gone
+            engine.api.remove_image(image_id)
 
 
 def run_script(name: str, *args: str) -> str:
