@@ -50,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(plan_json(the_plan), indent=2, sort_keys=True))
     elif args.format == "github-matrix":
+        if not the_plan.cells:
+            # Actions refuses a strategy.matrix with no entries, so the jobs using it must not start.
+            warn(
+                "no cells: GitHub Actions rejects an empty matrix; guard each job that uses it with "
+                "`if: fromJSON(needs.<plan job>.outputs.<output>).include[0] != null`"
+            )
         print(json.dumps(github_matrix(the_plan), separators=(",", ":"), sort_keys=True))
     else:
         print_plan(the_plan, wide=args.wide)

@@ -3,6 +3,7 @@ entries that match nothing are warned about, and a plan of zero cells is not a s
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -130,6 +131,17 @@ def test_a_plan_with_zero_cells_is_exit_2_unless_allowed(
     assert "--allow-empty" in err
     assert plan_exit(path, capsys, "--allow-empty")[0] == 0
     assert main(["render", str(path), "-o", str(tmp_path / "out")]) == 2
+
+
+def test_an_allowed_empty_github_matrix_says_how_to_guard_the_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "axes: {torch: ['2.8'], cuda: ['11.8'], python: ['3.12'], os: [ubuntu24.04]}\n")
+    assert main(["plan", str(path), "--allow-empty", "--format", "github-matrix"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"include": []}
+    assert "GitHub Actions rejects an empty matrix" in err
+    assert ".include[0] != null" in err
 
 
 def test_an_unknown_check_in_a_policy_is_exit_2_with_a_suggestion(
