@@ -490,18 +490,45 @@ def _promotion(
 ) -> Promotion:
     images, verdicts = digests
     cells = tuple(
-        Published(
-            cell=target.candidate.cell.id,
+        published(
+            target,
             source_image_id=target.candidate.image_id or "",
-            refs=tuple(pushed[target.candidate.cell.id]),
+            refs=pushed[target.candidate.cell.id],
             digest=images.get(target.candidate.cell.id),
-            verdict="pass",
             verdict_ref=target.verdict_ref,
             verdict_digest=verdicts.get(target.candidate.cell.id),
-            reports=target.candidate.report_files,
         )
         for target in chosen
     )
+    return promotion_record(context, created, cells, error=error)
+
+
+def published(
+    target: Target,
+    *,
+    source_image_id: str,
+    refs: Sequence[str],
+    digest: str | None,
+    verdict_ref: str,
+    verdict_digest: str | None,
+) -> Published:
+    """One promoted cell as the record keeps it (engine-side and registry-side promote alike)."""
+    return Published(
+        cell=target.candidate.cell.id,
+        source_image_id=source_image_id,
+        refs=tuple(refs),
+        digest=digest,
+        verdict="pass",
+        verdict_ref=verdict_ref,
+        verdict_digest=verdict_digest,
+        reports=target.candidate.report_files,
+    )
+
+
+def promotion_record(
+    context: Context, created: str, cells: tuple[Published, ...], *, error: str | None
+) -> Promotion:
+    """The promotion record: complete only when nothing stopped it."""
     return Promotion(
         registry=context.registry,
         matrix=context.matrix,

@@ -31,9 +31,10 @@ from envkit.promote import (
     Context,
     Promotion,
     PromotionIncomplete,
-    Published,
     Target,
     failure_reason,
+    promotion_record,
+    published,
     report_names,
     utc_now,
     verdict_document,
@@ -225,24 +226,14 @@ def _record(
     error: str | None,
 ) -> Promotion:
     cells = tuple(
-        Published(
-            cell=t.candidate.cell.id,
+        published(
+            t,
             source_image_id=t.candidate.digest or "",
-            refs=tuple(tagged[t.candidate.cell.id]),
+            refs=tagged[t.candidate.cell.id],
             digest=t.candidate.digest,
-            verdict="pass",
             verdict_ref=_verdict_ref(target, verdicts.get(t.candidate.cell.id)),
             verdict_digest=verdicts.get(t.candidate.cell.id),
-            reports=t.candidate.report_files,
         )
         for t in chosen
     )
-    return Promotion(
-        registry=context.registry,
-        matrix=context.matrix,
-        policy=context.policy,
-        created=created,
-        cells=cells,
-        complete=error is None,
-        error=error,
-    )
+    return promotion_record(context, created, cells, error=error)
