@@ -312,8 +312,11 @@ def test_with_gpus_given_the_host_block_and_device_indexes_come_from_this_hosts_
 # --- launch.py: interpreter discovery inside the image ------------------------------------------------
 
 
-def launcher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, candidates: dict[str, str]) -> dict[str, Any]:
-    """launch.py's code with its candidates replaced by shell scripts; os.execve recorded, not run."""
+def launcher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, candidates: dict[str, str], each_s: float = 30.0
+) -> dict[str, Any]:
+    """launch.py's code with its candidates replaced by shell scripts; os.execve recorded, not run.
+    `each_s` is how long one candidate may take to answer (short only where a hang is the point)."""
     folder = tmp_path / "bin"
     folder.mkdir()
     names = []
@@ -325,8 +328,8 @@ def launcher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, candidates: dict[s
     namespace: dict[str, Any] = {"__name__": "launch", "__file__": str(tmp_path / "launch.py")}
     exec(compile(validate.LAUNCHER, "launch.py", "exec"), namespace)
     namespace["NAMES"] = names
-    namespace["EACH_S"] = 1.0
-    namespace["TOTAL_S"] = 10.0
+    namespace["EACH_S"] = each_s
+    namespace["TOTAL_S"] = 10.0 * each_s
     execs: list[list[str]] = []
     monkeypatch.setattr(namespace["os"], "execve", lambda path, argv, env: execs.append(argv))
     monkeypatch.setattr(namespace["os"], "chdir", lambda path: None)
@@ -351,23 +354,25 @@ def test_launch_runs_the_probe_with_the_first_interpreter_that_has_torch(
     assert found["execs"][0][0].endswith("/torch") and DISCOVERY_DONE in err
 
 
+# A killed interpreter gets a minute to be seen dying: on a loaded host, 1 s can pass before it starts.
 @pytest.mark.parametrize(
-    ("script", "said"),
+    ("script", "each_s", "said"),
     [
-        ("exec sleep 1000\n", "did not answer within 1 s"),
-        ("for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done\nwait\n", "a hang or a fork storm"),
-        ("kill -9 $$\n", "was killed (SIGKILL"),
+        ("exec sleep 1000\n", 1.0, "did not answer within 1 s"),
+        ("for i in 1 2 3 4 5 6 7 8; do sleep 1000 & done\nwait\n", 1.0, "a hang or a fork storm"),
+        ("kill -9 $$\n", 60.0, "was killed (SIGKILL"),
     ],
     ids=["hangs", "forks", "oom-killed"],
 )
 def test_an_interpreter_that_fails_while_asked_for_torch_stops_discovery(
     script: str,
+    each_s: float,
     said: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    found = launcher(monkeypatch, tmp_path, {"broken": script, "plain": "exit 1\n"})
+    found = launcher(monkeypatch, tmp_path, {"broken": script, "plain": "exit 1\n"}, each_s)
     code, err = run_launcher(found, capsys)
     # No silent fall-back to the interpreter without torch: discovery fails and names the culprit.
     assert code == DISCOVERY_FAILED_EXIT and found["execs"] == []
