@@ -15,8 +15,12 @@ import pytest
 from support import ROOT, canary_ca_bundle, run_in_image, wheelhouse_or_skip
 
 from envkit.cli import main
+from envkit.engine import ContainerSpec
 from envkit.engine.docker_sdk import DockerSdkEngine
+from envkit.matrix import load_matrix
+from envkit.render import RenderOptions, render_plan
 from envkit.report import load_report
+from envkit.resolve import plan
 
 EPOCH = "1700000000"
 FAILING_ON_PURPOSE = """\
@@ -137,3 +141,39 @@ def test_user_checks_run_in_the_probe_sandbox_with_the_usual_statuses(built: Bui
     }
     [hang] = report.find("user.hangs")
     assert "did not finish within 2 s and was killed" in hang.summary
+
+
+USER_STEP = """\
+version: 1
+image: {{repository: envkit-test/uid}}
+axes: {{torch: ["2.13.0"], cuda: [none], python: ["3.11"], os: [debian12], flavor: [cpu]}}
+base: {base}
+user: {{name: app, uid: {uid}}}
+"""
+
+
+def rendered_user_step(folder: Path, base: str, uid: int) -> str:
+    """The `user` RUN step of a rendered cell, as a shell script."""
+    (folder / "matrix.yaml").write_text(USER_STEP.format(base=base, uid=uid))
+    (context,) = render_plan(plan(load_matrix(folder / "matrix.yaml")), RenderOptions())
+    step = next(part for part in context.dockerfile.split("\nRUN ")[1:] if "useradd" in part)
+    return step.split("\n# ", 1)[0].split("\nCOPY ", 1)[0].split("\nLABEL", 1)[0]
+
+
+@pytest.mark.parametrize(("uid", "code", "said"), [(1, 1, "is already user 'daemon'"), (1001, 0, "")])
+def test_the_user_step_refuses_a_uid_the_base_already_has(
+    engine: DockerSdkEngine, base_image: str, tmp_path: Path, uid: int, code: int, said: str
+) -> None:
+    # Debian's base has daemon at uid 1; useradd alone would say only "UID 1 is not unique".
+    # As a build step runs: root with the engine's default capabilities (useradd chowns /etc/gshadow).
+    script = rendered_user_step(tmp_path, base_image, uid)
+    cid = engine.create(ContainerSpec(image=base_image, command=("/bin/sh", "-c", script), cap_drop=()))
+    try:
+        engine.start(cid)
+        status, output = engine.wait(cid, 120).code, engine.logs(cid)
+    finally:
+        engine.remove_container(cid)
+    assert status == code, output
+    assert said in output
+    if said:
+        assert "set another user.uid in the matrix" in output
