@@ -73,10 +73,27 @@ class UserChecks:
     def metadata(self) -> tuple[UserCheck, ...]:
         return tuple(check for check in self.checks if check.kind == "metadata")
 
+    def checks_file(self) -> str:
+        """These checks as a checks file again (JSON, which `load_checks` reads as YAML)."""
+        checks = [{"id": c.id.removeprefix(PREFIX), c.kind: _as_written(c)} for c in self.checks]
+        return json.dumps({"version": 1, "checks": checks}, sort_keys=True, indent=1) + "\n"
+
     def probe_json(self) -> str:
         """The probe's input (`--user-checks FILE`): the in-image checks only."""
         checks = [{"id": c.id, "kind": c.kind, **c.settings} for c in self.in_image()]
         return json.dumps({"version": 1, "checks": checks}, sort_keys=True, indent=1) + "\n"
+
+
+def _as_written(check: UserCheck) -> dict[str, Any]:
+    """A check's settings as a checks file says them: the parser adds `set: true` to an env check that
+    compares the value (and refuses it back alongside `equals`/`matches`), and keeps a file mode as a
+    number, which a file writes in octal."""
+    settings = dict(check.settings)
+    if check.kind == "env" and ("equals" in settings or "matches" in settings):
+        settings.pop("set", None)
+    if check.kind == "file" and isinstance(settings.get("mode"), int):
+        settings["mode"] = f"{settings['mode']:04o}"
+    return settings
 
 
 def load_checks(path: Path | str) -> UserChecks:
@@ -110,19 +127,24 @@ def parse_checks(doc: SourceDoc, path: tuple[Any, ...]) -> UserChecks:
     return UserChecks(file=doc.file, checks=tuple(checks))
 
 
-def metadata_records(checks: UserChecks, image: ImageInfo | None) -> list[dict[str, Any]]:
+NO_IMAGE_HERE = "no image configuration to read (the probe ran on this host)"
+
+
+def metadata_records(
+    checks: UserChecks, image: ImageInfo | None, why_not: str = NO_IMAGE_HERE
+) -> list[dict[str, Any]]:
     """Report records (envkit.report shape) for the `metadata` checks, judged from the image's config;
-    SKIP when there is no image (the probe ran on a host, `--local`)."""
+    SKIP, saying `why_not`, when there is no image (the probe ran on a host, `--local`, or as a job)."""
     if image is None:
-        return [_skipped(check) for check in checks.metadata()]
+        return [_skipped(check, why_not) for check in checks.metadata()]
     return [_metadata_record(check, image) for check in checks.metadata()]
 
 
-def _skipped(check: UserCheck) -> dict[str, Any]:
+def _skipped(check: UserCheck, why_not: str) -> dict[str, Any]:
     return {
         "id": check.id,
         "status": "SKIP",
-        "summary": "no image configuration to read (the probe ran on this host)",
+        "summary": why_not,
         "metrics": {},
         "duration_s": 0.0,
         "hint": None,

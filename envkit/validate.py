@@ -45,7 +45,7 @@ from envkit.probe import nvml
 from envkit.probe.registry import CHECKS, SELFTESTS
 from envkit.report import MAX_REPORT_BYTES, SCHEMA, Report, ReportImage, clean_text, report_from_dict
 from envkit.scratch import scratch_dir
-from envkit.userchecks import UserChecks, metadata_records
+from envkit.userchecks import NO_IMAGE_HERE, UserChecks, metadata_records
 
 PROBE_PACKAGE = "envkit_probe"
 USER_CHECKS = "user-checks.json"
@@ -209,12 +209,14 @@ def validate_image(engine: Engine, ref: str, settings: RunSettings) -> Report:
     )
 
 
-def _metadata_checks(settings: RunSettings, image: ImageInfo | None) -> list[dict[str, Any]]:
+def _metadata_checks(
+    settings: RunSettings, image: ImageInfo | None, why_not: str = NO_IMAGE_HERE
+) -> list[dict[str, Any]]:
     """The user's metadata checks, judged here from the engine's view of the image (`--only` applies);
-    SKIP without an image (`--local`)."""
+    SKIP without an image (`--local`, a cluster job), saying `why_not`."""
     if settings.user_checks is None:
         return []
-    records = metadata_records(settings.user_checks, image)
+    records = metadata_records(settings.user_checks, image, why_not)
     return [r for r in records if not settings.only or r["id"] in settings.only]
 
 
@@ -833,6 +835,9 @@ def failed(report: Report) -> bool:
     return any(check.status in ("FAIL", "ERROR") for check in report.checks)
 
 
+JOB_HAS_THE_IMAGE = "no image configuration to read here (the image ran on a cluster node)"
+
+
 @dataclass(frozen=True)
 class JobProbe:
     """The probe as a scheduler's job runs it (envkit.runners.ProbeKit): staged for a read-only mount,
@@ -843,13 +848,28 @@ class JobProbe:
     probe_dir: str = "/tmp/envkit"  # where the job mounts the staged probe (envkit.runners.PROBE_DIR)
 
     def stage(self, folder: Path) -> None:
-        """Lay out the probe package (and pynvml, when this host has it) as `folder`."""
-        _stage_probe(folder.parent, {}).rename(folder)
+        """Lay out the probe package (and pynvml, when this host has it, and the user's in-image
+        checks) as `folder`."""
+        _stage_probe(folder.parent, {}, self.settings.user_checks).rename(folder)
 
     def command(self, result: str) -> tuple[str, ...]:
         """The probe's command inside an image, with the package at WORKDIR and the result at `result`."""
-        options = ("--profile", self.settings.profile, "--out", result, *_only_args(self.settings))
+        options = (
+            "--profile",
+            self.settings.profile,
+            "--out",
+            result,
+            *_only_args(self.settings),
+            *_user_checks_args(self.settings, self.probe_dir),
+        )
         return (LAUNCH_PYTHONS[0], f"{self.probe_dir}/launch.py", *options)
+
+    def write_checks(self, path: Path) -> bool:
+        """The user's checks, every kind, as a checks file the node's `envkit validate --checks` reads."""
+        if self.settings.user_checks is None or not self.settings.user_checks.checks:
+            return False
+        path.write_text(self.settings.user_checks.checks_file(), encoding="utf-8")
+        return True
 
     def report(self, target: Any, raw: bytes | None, *, exit_code: int | None, logs: str) -> Report:
         """The report of a result made on another machine; its host block names only that machine's GPUs."""
@@ -859,7 +879,13 @@ class JobProbe:
         runner["_problem"] = problem
         runner["_observed_s"] = math.inf
         report = _assemble(
-            result, self.settings, mode="container", image=None, ref=target.image, runner=runner
+            result,
+            self.settings,
+            mode="container",
+            image=None,
+            ref=target.image,
+            runner=runner,
+            extra=_metadata_checks(self.settings, None, JOB_HAS_THE_IMAGE),
         )
         host = replace(report.host, hostname="", platform="", python="")
         return replace(report, image=ReportImage(ref=target.image), host=host)

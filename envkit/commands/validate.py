@@ -197,11 +197,9 @@ def run(args: argparse.Namespace) -> int:
         targets += [cell.image for cell in the_plan.cells]
         matrix_checks = the_plan.matrix.checks
     if args.runner != "local":
-        if args.checks:
-            raise UsageError(
-                f"--checks is not supported with --runner {args.runner} yet", hint="use --runner local"
-            )
-        return _run_on_cluster(args, targets)
+        user_checks = load_checks(args.checks) if args.checks else matrix_checks
+        _check_user_only(args.only, user_checks)
+        return _run_on_cluster(args, targets, user_checks)
     given = [flag for flag in _CLUSTER_ONLY if getattr(args, flag) is not None]
     if given:
         flag = {"gpu_types": "--gpu-type", "gpu_products": "--gpu-product"}.get(given[0])
@@ -258,14 +256,16 @@ def _keep(out: Console, report: Report, path: Path) -> Report:
     return report
 
 
-def _run_on_cluster(args: argparse.Namespace, images: list[str]) -> int:
+def _run_on_cluster(args: argparse.Namespace, images: list[str], user_checks: UserChecks | None) -> int:
+    """Validate `images` as scheduler jobs. The user's in-image checks travel with the staged probe; its
+    metadata checks SKIP (the job's node, not this host, sees the image)."""
     if args.local or not images:
         raise UsageError(
             f"--runner {args.runner} needs IMAGEs (or --matrix)", hint="--local runs on this host"
         )
     if args.out and len(images) > 1:
         raise UsageError("--out takes one report; use --out-dir for several")
-    settings = _settings(args)
+    settings = replace(_settings(args), user_checks=user_checks)
     probe = ProbeSettings(
         profile=settings.profile,
         only=settings.only,

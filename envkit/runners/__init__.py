@@ -104,6 +104,10 @@ class ProbeKit(Protocol):
     def command(self, result: str) -> tuple[str, ...]:
         """The command that runs the probe inside an image (probe at PROBE_DIR), writing `result`."""
 
+    def write_checks(self, path: Path) -> bool:
+        """Write the user's checks as a checks file at `path`, for a node that runs its own `envkit
+        validate`; False (nothing written) when there are none."""
+
     def report(self, target: Target, raw: bytes | None, *, exit_code: int | None, logs: str) -> Report:
         """The report of a probe result made elsewhere (None: the probe wrote none)."""
 

@@ -52,6 +52,7 @@ from envkit.runners.reports import annotate, error_report, failure_summary
 
 SCHEDULER = "slurm"
 JOB_NAME = "envkit-validate"
+CHECKS_FILE = "checks.json"  # the user's checks, for a node running its own envkit (docker runtime)
 JOB_COMMENT = "envkit-validate"  # `envkit`'s jobs are found by this comment (squeue -o %k)
 COMMAND_TIMEOUT_S = 60.0
 # Job state codes, squeue(1) "JOB STATE CODES": https://slurm.schedmd.com/squeue.html#SECTION_JOB-STATE-CODES
@@ -231,8 +232,10 @@ def _docker(target: Target, config: RunnerConfig, probe_command: Sequence[str]) 
         "  local gpus=none\n"
         '  if [ -n "${SLURM_JOB_GPUS:-}" ] && command -v nvidia-smi >/dev/null 2>&1; then '
         'gpus="device=$SLURM_JOB_GPUS"; fi\n'
+        f"  local checks=()\n"
+        f'  if [ -f "$out/{CHECKS_FILE}" ]; then checks=(--checks "$out/{CHECKS_FILE}"); fi\n'
         f"  {envkit} validate {shlex.quote(target.image)} {shlex.join(flags)} \\\n"
-        '    --gpus "$gpus" --out "$out/report.json"'
+        '    ${checks[@]+"${checks[@]}"} --gpus "$gpus" --out "$out/report.json"'
     )
 
 
@@ -399,6 +402,8 @@ class SlurmRunner(Runner):
             # this mount reaches it, the job folder itself stays private to the submitting user.
             (folder / "result").mkdir()
             (folder / "result").chmod(0o777)
+        # A node whose runtime is docker runs its own `envkit validate`: it reads the checks from here.
+        self.probe.write_checks(folder / CHECKS_FILE)
         result = f"{OUT_DIR}/result.json"
         job = render_job(target, self.config, folder, self.probe.command(result) if needs_probe else ())
         try:

@@ -71,6 +71,26 @@ def test_two_gpu_types_at_once_give_one_report_each_and_the_gate_takes_them(
     assert main(["gate", str(tmp_path / "reports"), "--policy", str(policy)]) == 1
 
 
+def test_the_users_checks_reach_the_nodes_envkit_and_are_judged_there(image: str, tmp_path: Path) -> None:
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(
+        "version: 1\nchecks:\n"
+        "  - id: venv-python\n"
+        '    command: {argv: [/opt/venv/bin/python, -c, "import torch"], exit_code: 0, timeout_s: 60}\n'
+        "  - id: mode\n"
+        "    env: {name: APP_MODE, equals: batch}\n"
+        "  - id: labelled\n"
+        "    metadata: {labels: {io.envkit.flavor: cpu}}\n"
+    )
+    assert validate(image, tmp_path, "--gpu-type", "h100", "--checks", str(checks), *CHEAP) == 1
+    (path,) = (tmp_path / "reports").glob("*.json")
+    report = load_report(path)
+    statuses = {check.id: check.status for check in report.checks if check.id.startswith("user.")}
+    # The node's own envkit (docker runtime) got the checks file: it ran the in-image checks in the
+    # job's container and judged the labels from its engine.
+    assert statuses == {"user.venv-python": "PASS", "user.mode": "FAIL", "user.labelled": "PASS"}
+
+
 def test_an_image_the_node_does_not_have_is_an_error_report(slurm: str, tmp_path: Path) -> None:
     missing = f"envkit-slurm-test/missing:{uuid.uuid4().hex[:8]}"
     assert validate(missing, tmp_path, "--gpu-type", "h100", *CHEAP) == 1

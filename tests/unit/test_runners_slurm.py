@@ -218,6 +218,9 @@ class NoProbe:
     def command(self, result: str) -> tuple[str, ...]:
         return ("probe", result)
 
+    def write_checks(self, path: Path) -> bool:
+        return False
+
     def report(self, target: Target, raw: bytes | None, *, exit_code: int | None, logs: str):  # type: ignore[no-untyped-def]
         return JobProbe(RunSettings()).report(target, raw, exit_code=exit_code, logs=logs)
 

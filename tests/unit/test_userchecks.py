@@ -311,8 +311,81 @@ def test_validate_only_names_declared_user_checks(tmp_path: Path, capsys: pytest
     assert "did you mean 'user.tree-runs'?" in capsys.readouterr().err
 
 
-def test_checks_are_refused_on_cluster_runners_for_now(capsys: pytest.CaptureFixture[str]) -> None:
-    from envkit.cli import main
+def test_a_cluster_job_carries_the_in_image_checks_and_skips_the_metadata_ones(tmp_path: Path) -> None:
+    from envkit.runners import Target
+    from envkit.validate import JobProbe, RunSettings
 
-    assert main(["validate", "img", "--checks", str(EXAMPLE_CHECKS), "--runner", "slurm"]) == 2
-    assert "--checks is not supported with --runner slurm" in capsys.readouterr().err
+    checks = load_checks(EXAMPLE_CHECKS)
+    probe = JobProbe(RunSettings(profile="quick", user_checks=checks))
+    probe.stage(tmp_path / "probe")
+    staged = json.loads((tmp_path / "probe" / "user-checks.json").read_text())
+    assert [c["id"] for c in staged["checks"]] == [c.id for c in checks.checks if c.kind != "metadata"]
+    command = probe.command("/tmp/envkit/out/result.json")
+    assert command[command.index("--user-checks") + 1] == "/tmp/envkit/user-checks.json"
+
+    report = probe.report(Target(image="img", gpu_type="h100"), None, exit_code=1, logs="")
+    (metadata,) = report.find("user.runs-as-app")
+    assert metadata.status == "SKIP" and "cluster node" in metadata.summary
+
+
+EVERY_SHAPE = """\
+checks:
+  - {id: cmd, command: {argv: [tree, -L, "1"], exit_code: 3, stdout: "^x", stderr: "y$", timeout_s: 5}}
+  - {id: dir, file: {path: /opt/venv, type: dir, mode: "0755", owner: root}}
+  - {id: gone, file: {path: "/etc/ssh/ssh_host_*_key", exists: false}}
+  - {id: link, file: {path: /usr/bin/python3, type: link}}
+  - {id: expr, python: {expression: "1 + 1 == 2"}}
+  - {id: script, python: {script: "import sys\\nsys.exit(0)\\n", timeout_s: 9}}
+  - {id: unset, env: {name: NO_SUCH, set: false}}
+  - {id: set, env: {name: HOME}}
+  - {id: like, env: {name: PATH, matches: "/opt/venv/bin"}}
+  - {id: meta, metadata: {user: "1001:1001", labels: {a.b: c}, exposed_ports: ["8888/tcp"]}}
+"""
+
+
+@pytest.mark.parametrize("source", ["example", "every shape"])
+def test_a_node_gets_every_check_back_as_a_checks_file_it_can_load(tmp_path: Path, source: str) -> None:
+    from envkit.validate import JobProbe, RunSettings
+
+    if source == "example":
+        checks = load_checks(EXAMPLE_CHECKS)
+    else:
+        (tmp_path / "every.yaml").write_text(EVERY_SHAPE)
+        checks = load_checks(tmp_path / "every.yaml")
+    assert not JobProbe(RunSettings()).write_checks(tmp_path / "none.json")
+    assert not (tmp_path / "none.json").exists()
+    assert JobProbe(RunSettings(user_checks=checks)).write_checks(tmp_path / "checks.json")
+    again = load_checks(tmp_path / "checks.json")
+    assert [(c.id, c.kind, dict(c.settings)) for c in again.checks] == [
+        (c.id, c.kind, dict(c.settings)) for c in checks.checks
+    ]
+
+
+def test_validate_with_a_cluster_runner_hands_the_checks_to_the_job_probe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from envkit.cli import main
+    from envkit.commands import validate as command
+
+    seen: list[Any] = []
+    monkeypatch.setattr(command, "get_runner", lambda config, probe: seen.append(probe) or 1 / 0)
+    argv = ["validate", "img", "--checks", str(EXAMPLE_CHECKS), "--runner", "slurm", "--partition", "p"]
+    with pytest.raises(ZeroDivisionError):
+        main(argv)
+    assert [c.id for c in seen[0].settings.user_checks.checks] == [
+        c.id for c in load_checks(EXAMPLE_CHECKS).checks
+    ]
+    # --only is checked against the declared ids on a cluster runner too
+    assert main([*argv, "--only", "user.tree-run"]) == 2
+    assert "did you mean 'user.tree-runs'?" in capsys.readouterr().err
+
+
+def test_a_kubernetes_job_carries_the_in_image_checks_in_its_config_map() -> None:
+    from envkit.runners.kubernetes import stage_files
+    from envkit.validate import JobProbe, RunSettings
+
+    checks = load_checks(EXAMPLE_CHECKS)
+    files = stage_files(JobProbe(RunSettings(user_checks=checks)))
+    staged = json.loads(files["user-checks.json"])["checks"]
+    assert [c["id"] for c in staged] == [c.id for c in checks.in_image()]
+    assert "user-checks.json" not in stage_files(JobProbe(RunSettings()))

@@ -42,8 +42,10 @@ run_docker() {
   # the job's own (Slurm's allocation), none when the node has no NVIDIA driver.
   local gpus=none
   if [ -n "${SLURM_JOB_GPUS:-}" ] && command -v nvidia-smi >/dev/null 2>&1; then gpus="device=$SLURM_JOB_GPUS"; fi
+  local checks=()
+  if [ -f "$out/checks.json" ]; then checks=(--checks "$out/checks.json"); fi
   envkit validate registry.example:5000/acme/pytorch:2.6-cu124 --profile quick \
-    --gpus "$gpus" --out "$out/report.json"
+    ${checks[@]+"${checks[@]}"} --gpus "$gpus" --out "$out/report.json"
 }
 if srun --help 2>/dev/null | grep -q -- --container-image; then runtime=pyxis
 elif command -v apptainer >/dev/null 2>&1; then runtime=apptainer
