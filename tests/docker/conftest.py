@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
 import pytest
+from support import free_port, run_script
 
 from envkit.engine import MANAGED_FILTER, MANAGED_LABEL
 from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.errors import EngineUnavailable
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = HERE.parents[1] / "scripts"
 BASE_IMAGE = os.environ.get("ENVKIT_BASE_IMAGE", "envkit-local/debian:bookworm")
-SCRIPT_TIMEOUT_S = 900
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -56,7 +53,7 @@ def base_image(engine: DockerSdkEngine) -> str:
 @pytest.fixture(scope="session")
 def registry(engine: DockerSdkEngine) -> Iterator[str]:
     """host:port of a throw-away local registry (scripts/start-registry.sh), stopped after the session."""
-    port = str(_free_port())
+    port = str(free_port())
     address = run_script("start-registry.sh", port).strip().splitlines()[-1]
     try:
         yield address
@@ -114,24 +111,6 @@ def remove_stage_images(engine: DockerSdkEngine, images: set[tuple[int, str]]) -
     for _, image_id in sorted(images, reverse=True):
         with contextlib.suppress(docker.errors.APIError):  # in use, or went with a child: kept/gone
             engine.api.remove_image(image_id)
-
-
-def run_script(name: str, *args: str) -> str:
-    """Run scripts/NAME; its stdout, or a test failure showing its stderr."""
-    done = subprocess.run(
-        [str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT_S, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(
-            f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False
-        )
-    return done.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # The CPU demo images, built once a session and shared by the build and validate tests.

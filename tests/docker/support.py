@@ -1,12 +1,16 @@
-"""Shared docker-tier helpers: the CPU demo images (built once a session) and image inspection."""
+"""Shared docker-tier helpers: the CPU demo images (built once a session), image inspection, and the
+scripts that start the parts a test needs (a registry, an empty second engine)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +21,57 @@ from envkit.engine import ContainerSpec
 from envkit.engine.docker_sdk import DockerSdkEngine
 
 ROOT = Path(__file__).resolve().parents[2]
+SCRIPT_TIMEOUT_S = 900
+
+
+def run_script(name: str, *args: str) -> str:
+    """Run scripts/NAME; its stdout, or a test failure showing its stderr."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False
+        )
+    return done.stdout
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def empty_runner(prefix: str, base_image: str, *, load_base: bool = False) -> Iterator[str]:
+    """An empty second dockerd (scripts/runner-engine.sh), standing in for a fresh CI runner: its
+    DOCKER_HOST. `load_base` copies the local base in (it is in no registry). Afterwards the first
+    engine must still run a container (a second daemon once deleted the first one's bridge)."""
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
+    host = run_script("runner-engine.sh", "start", name).strip().splitlines()[-1]
+    try:
+        if load_base:
+            save = subprocess.Popen(["docker", "save", base_image], stdout=subprocess.PIPE)
+            load = subprocess.run(
+                ["docker", "-H", host, "load"], stdin=save.stdout, capture_output=True, check=False
+            )
+            assert save.wait() == 0 and load.returncode == 0, load.stderr
+        yield host
+    finally:
+        run_script("runner-engine.sh", "stop", name)
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--network", "bridge", base_image, "true"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, f"the first engine cannot run a container any more: {done.stderr}"
 
 
 @dataclass

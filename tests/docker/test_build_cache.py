@@ -6,13 +6,12 @@ unchanged layer byte for byte, without the image being pulled first. The timing 
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from support import empty_runner
 
 from envkit.engine import BuildRequest
 from envkit.engine.buildkit import BuildKitEngine
@@ -26,37 +25,11 @@ RUN echo {last} > /changed
 """
 
 
-def run_script(name: str, *args: str) -> str:
-    done = subprocess.run(
-        [str(ROOT / "scripts" / name), *args], capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, f"scripts/{name} {' '.join(args)} failed: {done.stderr}"
-    return done.stdout
-
-
 @pytest.fixture
-def runner(engine: DockerSdkEngine, base_image: str) -> Iterator[str]:
-    """An empty second dockerd holding only the base (it is in no registry); afterwards the first engine
-    must still run a container."""
-    name = f"c{uuid.uuid4().hex[:6]}"
-    host = run_script("runner-engine.sh", "start", name).strip().splitlines()[-1]
-    try:
-        save = subprocess.Popen(["docker", "save", base_image], stdout=subprocess.PIPE)
-        load = subprocess.run(
-            ["docker", "-H", host, "load"], stdin=save.stdout, capture_output=True, check=False
-        )
-        assert save.wait() == 0 and load.returncode == 0, load.stderr
+def runner(base_image: str) -> Iterator[str]:
+    """An empty second dockerd holding only the base."""
+    with empty_runner("c", base_image, load_base=True) as host:
         yield host
-    finally:
-        run_script("runner-engine.sh", "stop", name)
-        done = subprocess.run(
-            ["docker", "run", "--rm", "--network", "bridge", base_image, "true"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, f"the first engine cannot run a container any more: {done.stderr}"
 
 
 def context(folder: Path, base: str, last: str) -> Path:

@@ -26,33 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import ROOT, DemoImages
+from support import DemoImages, empty_runner, free_port, run_script
 
-from envkit.engine.docker_sdk import DockerSdkEngine
 from envkit.registry import RegistrySettings, get_registry
 
 POLICY = "version: 1\nrequire:\n  env.torch: [PASS]\n  env.versions: [PASS]\n"
 NO_ENGINE = "unix:///nonexistent/envkit-no-engine.sock"
 STATE = Path(os.environ.get("ENVKIT_STATE_DIR", "/tmp/envkit"))
 COMMAND_TIMEOUT_S = 1800
-
-
-def run_script(name: str, *args: str) -> str:
-    """Run scripts/NAME; its stdout, or a test failure showing its stderr."""
-    done = subprocess.run(
-        [str(ROOT / "scripts" / name), *args], capture_output=True, text=True, timeout=600, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(
-            f"scripts/{name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr}", pytrace=False
-        )
-    return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def envkit(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -123,22 +104,9 @@ class Pipeline:
 
 
 @pytest.fixture(scope="module")
-def runner_b(engine: DockerSdkEngine, base_image: str) -> Iterator[str]:
-    """An empty second dockerd; afterwards the first engine must still run a container."""
-    name = f"b{uuid.uuid4().hex[:6]}"
-    host = run_script("runner-engine.sh", "start", name).strip().splitlines()[-1]
-    try:
+def runner_b(base_image: str) -> Iterator[str]:
+    with empty_runner("b", base_image) as host:
         yield host
-    finally:
-        run_script("runner-engine.sh", "stop", name)
-        done = subprocess.run(
-            ["docker", "run", "--rm", "--network", "bridge", base_image, "true"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, f"the first engine cannot run a container any more: {done.stderr}"
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from envkit.errors import RegistryError
 from envkit.registry import OCI_MANIFEST, Manifest, RegistrySettings, get_registry
@@ -35,12 +36,6 @@ USER, PASSWORD = "deployer", f"pw-{uuid.uuid4().hex}"
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Issuer:
