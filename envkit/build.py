@@ -192,21 +192,40 @@ def explain(
         if why is None and not force:
             decisions[context.cell.id] = ("skip", "up to date")
             continue
-        sources = () if no_cache else cache_sources(context, push, cache_from)
+        local = _local_cache(backend, existing)
+        sources = () if no_cache else cache_sources(context, push, cache_from, local_cache=local)
         cache = f"; {cache_note(backend, sources)}" if sources else ""
         decisions[context.cell.id] = ("build", (why or "forced") + cache)
     return decisions
 
 
 def cache_sources(
-    context: BuildContext, push: PushTarget | None, cache_from: Sequence[str] = ()
+    context: BuildContext,
+    push: PushTarget | None,
+    cache_from: Sequence[str] = (),
+    *,
+    local_cache: bool = False,
 ) -> tuple[str, ...]:
     """The images a build of `context` may reuse layers of: the `--cache-from` images, then the push
-    registry's image under the cell's tag (its previous build) when the registry holds one."""
+    registry's image under the cell's tag (its previous build) when the registry holds one.
+
+    `local_cache`: a classic builder whose engine holds the cell's previous build. Given any cache
+    image, the classic builder reuses only layers in those images' history and ignores the rest of its
+    local cache (the dependency stage among them), so the registry's image is left out there; an
+    explicit `--cache-from` is the user's choice and stays."""
     sources = list(cache_from)
-    if push is not None and push.registry.head_manifest(push.repository, context.cell.tag) is not None:
+    if (
+        push is not None
+        and not local_cache
+        and push.registry.head_manifest(push.repository, context.cell.tag) is not None
+    ):
         sources.append(push.ref(context.cell.tag))
     return tuple(dict.fromkeys(sources))
+
+
+def _local_cache(backend: str, existing: ImageInfo | None) -> bool:
+    """True for a classic builder (not BuildKit) on an engine that holds the cell's previous build."""
+    return backend != "buildkit" and existing is not None
 
 
 def cache_note(backend: str, sources: Sequence[str]) -> str:
@@ -405,7 +424,15 @@ def _build_locked(
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
             base_label = {**settings.provenance, **base_label}
-            sources = () if settings.no_cache else cache_sources(context, push, settings.cache_from)
+            local = push is not None and _local_cache(engine.info().backend, existing)
+            sources: tuple[str, ...] = ()
+            if not settings.no_cache:
+                sources = cache_sources(context, push, settings.cache_from, local_cache=local)
+            if local and not settings.no_cache:
+                log.write(
+                    "envkit: the engine holds this cell's previous build: the classic builder uses its "
+                    "local cache (given a registry image, it would ignore that cache)\n"
+                )
             with _cache_images(engine, sources, log) as reusable:
                 image_id = _run_build(
                     context, engine, settings, scratch, log, cancel, progress, base_label, reusable

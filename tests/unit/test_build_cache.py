@@ -267,3 +267,46 @@ def test_docker_backend_hands_the_cache_images_to_the_classic_builder(tmp_path: 
     assert "BUILDKIT_INLINE_CACHE" not in dict(api.kwargs["buildargs"])  # type: ignore[call-overload]
     engine.build(BuildRequest(context_dir=context), lambda line: None)
     assert api.kwargs["cache_from"] is None
+
+
+@pytest.mark.parametrize("backend", ["docker", "buildkit"])
+def test_a_classic_builder_with_the_cells_previous_build_at_hand_keeps_its_local_cache(
+    cells: list[BuildContext], tmp_path: Path, backend: str
+) -> None:
+    # Given a cache image, the classic builder would ignore its local cache (the dependency stage of
+    # the previous build among it); BuildKit combines both, so it still gets the registry's image.
+    registry = FakeRegistry()
+    engine = PushingEngine(registry, backend=backend)
+    cell = cells[0]
+    ref = previous_build(registry, engine, cell)
+    engine.add_image(cell.cell.image, labels={"io.envkit.content-hash": "an older hash"})
+    push = PushTarget(registry=registry, repository=STAGE)
+
+    dry = explain([cell], engine, push=push)[cell.cell.id]
+    [result] = build_contexts("cachy.yaml", [cell], engine, settings(tmp_path, push)).results
+
+    log = Path(str(result.log)).read_text()
+    if backend == "docker":
+        assert result.cache_from == () and engine.builds[0].cache_from == () and engine.pulled == []
+        assert "the classic builder uses its local cache" in log
+        assert "layer cache" not in dry[1]
+    else:
+        assert result.cache_from == (ref,) and engine.builds[0].cache_from == (ref,)
+        assert "the classic builder" not in log
+        assert f"layer cache from {ref}" in dry[1]
+
+
+def test_an_explicit_cache_from_stays_with_the_previous_build_at_hand(
+    cells: list[BuildContext], tmp_path: Path
+) -> None:
+    registry = FakeRegistry()
+    engine = PushingEngine(registry, backend="docker")
+    cell = cells[0]
+    previous_build(registry, engine, cell)
+    engine.add_image(cell.cell.image, labels={"io.envkit.content-hash": "an older hash"})
+    engine.add_image("team/cache:latest")
+    push = PushTarget(registry=registry, repository=STAGE)
+
+    given = settings(tmp_path, push, cache_from=("team/cache:latest",))
+    [result] = build_contexts("cachy.yaml", [cell], engine, given).results
+    assert result.cache_from == ("team/cache:latest",)
