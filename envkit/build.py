@@ -211,8 +211,9 @@ def cache_sources(
 
     `local_cache`: a classic builder whose engine holds the cell's previous build. Given any cache
     image, the classic builder reuses only layers in those images' history and ignores the rest of its
-    local cache (the dependency stage among them), so the registry's image is left out there; an
-    explicit `--cache-from` is the user's choice and stays."""
+    local cache (the dependency stage among them): moby's image/cache/cache.go, `ImageCache.GetCache`,
+    takes a local hit only when it is a parent of a cache image. So the registry's image is left out
+    there; an explicit `--cache-from` is the user's choice and stays."""
     sources = list(cache_from)
     if (
         push is not None
