@@ -152,12 +152,14 @@ user: {{name: app, uid: {uid}}}
 """
 
 
-def rendered_user_step(folder: Path, base: str, uid: int) -> str:
-    """The `user` RUN step of a rendered cell, as a shell script."""
+def rendered_user_step(folder: Path, base: str, uid: int) -> tuple[str, ...]:
+    """The `user` RUN step of a rendered cell, as the build runs it: under the Dockerfile's SHELL."""
     (folder / "matrix.yaml").write_text(USER_STEP.format(base=base, uid=uid))
     (context,) = render_plan(plan(load_matrix(folder / "matrix.yaml")), RenderOptions())
-    step = next(part for part in context.dockerfile.split("\nRUN ")[1:] if "useradd" in part)
-    return step.split("\n# ", 1)[0].split("\nCOPY ", 1)[0].split("\nLABEL", 1)[0]
+    text = context.dockerfile
+    shell = json.loads(text.split("\nSHELL ", 1)[1].split("\n", 1)[0])
+    step = next(part for part in text.split("\nRUN ")[1:] if "useradd" in part)
+    return (*shell, step.split("\n# ", 1)[0].split("\nCOPY ", 1)[0].split("\nLABEL", 1)[0])
 
 
 @pytest.mark.parametrize(("uid", "code", "said"), [(1, 1, "is already user 'daemon'"), (1001, 0, "")])
@@ -166,8 +168,9 @@ def test_the_user_step_refuses_a_uid_the_base_already_has(
 ) -> None:
     # Debian's base has daemon at uid 1; useradd alone would say only "UID 1 is not unique".
     # As a build step runs: root with the engine's default capabilities (useradd chowns /etc/gshadow).
-    script = rendered_user_step(tmp_path, base_image, uid)
-    cid = engine.create(ContainerSpec(image=base_image, command=("/bin/sh", "-c", script), cap_drop=()))
+    command = rendered_user_step(tmp_path, base_image, uid)
+    assert command[:3] == ("/bin/bash", "-o", "pipefail")  # as the Dockerfile's SHELL says
+    cid = engine.create(ContainerSpec(image=base_image, command=command, cap_drop=()))
     try:
         engine.start(cid)
         status, output = engine.wait(cid, 120).code, engine.logs(cid)

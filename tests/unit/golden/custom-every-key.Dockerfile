@@ -36,8 +36,8 @@ ENV \
     APP_GREETING="hello from \$HOME" \
     APP_MODE="batch"
 # The image's user (`user`): fixed ids; the image runs as it. A uid the base already uses is refused by name.
-RUN taken="$(getent passwd 1001 | cut -d: -f1)" \
- && if [ -n "$taken" ]; then echo "envkit: uid 1001 is already user '$taken' in the base image; set another user.uid in the matrix" >&2; exit 1; fi \
+RUN taken="$(getent passwd 1001 || true)" \
+ && if [ -n "$taken" ]; then echo "envkit: uid 1001 is already user '${taken%%:*}' in the base image; set another user.uid in the matrix" >&2; exit 1; fi \
  && (getent group 1001 >/dev/null || groupadd --gid 1001 app) \
  && useradd --uid 1001 --gid 1001 --home-dir /home/app --create-home --shell /bin/bash app
 # Files from the matrix's folder (`copy`), owned by root; mode 0644, or 0755 for an executable source.
@@ -49,7 +49,7 @@ LABEL \
       io.envkit.apt="tree" \
       io.envkit.arch-list="" \
       io.envkit.cell="2.13.0-cpu-py3.11-debian12-cpu" \
-      io.envkit.content-hash="8a758d874c64321be53c40fc40ecd577ffa46083368b3be91f07bd9e2bdcc7d3" \
+      io.envkit.content-hash="e894ee08bc2b3b6e6064bd5583242fbdbdff2cd19325cac1a33a6e07fee31c9b" \
       io.envkit.copy="/etc/app/app.cfg" \
       io.envkit.cuda="" \
       io.envkit.cuda-full="" \
