@@ -71,6 +71,15 @@ def previous_build(registry: FakeRegistry, engine: FakeEngine, cell: BuildContex
     return ref
 
 
+def staged(cell: BuildContext, backend: str) -> tuple[PushingEngine, PushTarget, str]:
+    """An engine of `backend`, a push target whose registry holds the cell's previous build, and that
+    build's registry ref."""
+    registry = FakeRegistry()
+    engine = PushingEngine(registry, backend=backend)
+    ref = previous_build(registry, engine, cell)
+    return engine, PushTarget(registry=registry, repository=STAGE), ref
+
+
 def settings(tmp_path: Path, push: PushTarget | None = None, **more: object) -> BuildSettings:
     return BuildSettings(jobs=1, log_dir=tmp_path / "logs", push=push, **more)  # type: ignore[arg-type]
 
@@ -78,11 +87,8 @@ def settings(tmp_path: Path, push: PushTarget | None = None, **more: object) -> 
 def test_buildkit_reuses_the_cells_previous_image_in_the_registry_without_pulling_it(
     cells: list[BuildContext], tmp_path: Path
 ) -> None:
-    registry = FakeRegistry()
-    engine = PushingEngine(registry, backend="buildkit")
     cell = cells[0]
-    ref = previous_build(registry, engine, cell)
-    push = PushTarget(registry=registry, repository=STAGE)
+    engine, push, ref = staged(cell, "buildkit")
 
     [result] = build_contexts("cachy.yaml", [cell], engine, settings(tmp_path, push)).results
 
@@ -97,11 +103,8 @@ def test_buildkit_reuses_the_cells_previous_image_in_the_registry_without_pullin
 def test_classic_builder_pulls_the_previous_image_first_and_drops_its_name_afterwards(
     cells: list[BuildContext], tmp_path: Path
 ) -> None:
-    registry = FakeRegistry()
-    engine = PushingEngine(registry, backend="docker")
     cell = cells[0]
-    ref = previous_build(registry, engine, cell)
-    push = PushTarget(registry=registry, repository=STAGE)
+    engine, push, ref = staged(cell, "docker")
 
     [result] = build_contexts("cachy.yaml", [cell], engine, settings(tmp_path, push)).results
 
@@ -115,12 +118,9 @@ def test_classic_builder_pulls_the_previous_image_first_and_drops_its_name_after
 def test_a_cache_image_that_cannot_be_pulled_is_left_out_and_the_build_goes_on(
     cells: list[BuildContext], tmp_path: Path
 ) -> None:
-    registry = FakeRegistry()
-    engine = PushingEngine(registry, backend="docker")
     cell = cells[0]
-    ref = previous_build(registry, engine, cell)
+    engine, push, ref = staged(cell, "docker")
     engine.refuse_push(ref, "pull access denied")  # the fake refuses pulls of refs it refuses to push
-    push = PushTarget(registry=registry, repository=STAGE)
 
     [result] = build_contexts("cachy.yaml", [cell], engine, settings(tmp_path, push)).results
 
@@ -275,12 +275,9 @@ def test_a_classic_builder_with_the_cells_previous_build_at_hand_keeps_its_local
 ) -> None:
     # Given a cache image, the classic builder would ignore its local cache (the dependency stage of
     # the previous build among it); BuildKit combines both, so it still gets the registry's image.
-    registry = FakeRegistry()
-    engine = PushingEngine(registry, backend=backend)
     cell = cells[0]
-    ref = previous_build(registry, engine, cell)
+    engine, push, ref = staged(cell, backend)
     engine.add_image(cell.cell.image, labels={"io.envkit.content-hash": "an older hash"})
-    push = PushTarget(registry=registry, repository=STAGE)
 
     dry = explain([cell], engine, push=push)[cell.cell.id]
     [result] = build_contexts("cachy.yaml", [cell], engine, settings(tmp_path, push)).results
@@ -299,13 +296,10 @@ def test_a_classic_builder_with_the_cells_previous_build_at_hand_keeps_its_local
 def test_an_explicit_cache_from_stays_with_the_previous_build_at_hand(
     cells: list[BuildContext], tmp_path: Path
 ) -> None:
-    registry = FakeRegistry()
-    engine = PushingEngine(registry, backend="docker")
     cell = cells[0]
-    previous_build(registry, engine, cell)
+    engine, push, _ = staged(cell, "docker")
     engine.add_image(cell.cell.image, labels={"io.envkit.content-hash": "an older hash"})
     engine.add_image("team/cache:latest")
-    push = PushTarget(registry=registry, repository=STAGE)
 
     given = settings(tmp_path, push, cache_from=("team/cache:latest",))
     [result] = build_contexts("cachy.yaml", [cell], engine, given).results
