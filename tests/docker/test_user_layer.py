@@ -3,10 +3,13 @@ checks run in the probe's sandbox, hostile variants that must fail, and per-cont
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import shutil
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,11 +196,25 @@ def test_generated_token_is_printed_and_never_empty(layered: str) -> None:
         container.remove(force=True)
 
 
+def first_http_answer(url: str, deadline: float) -> urllib.error.HTTPError:
+    """The first HTTP error answer from `url` (here: the refusal without a token), retrying while the
+    connection is closed or refused: a published port answers before the server behind it listens."""
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=10)
+        except urllib.error.HTTPError as answer:
+            return answer
+        except (http.client.RemoteDisconnected, ConnectionError, urllib.error.URLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        pytest.fail(f"{url} answered without a token")
+
+
 def test_the_readme_commands_work_from_the_host(layered: str, tmp_path: Path) -> None:
     """`docker run -p 8888 -p 2222 -e SSH_AUTHORIZED_KEYS=...`: token from the log, ssh as envkit."""
     import subprocess
-    import urllib.error
-    import urllib.request
 
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
@@ -220,38 +237,39 @@ def test_the_readme_commands_work_from_the_host(layered: str, tmp_path: Path) ->
         ports = container.attrs["NetworkSettings"]["Ports"]
         lab, ssh = ports["8888/tcp"][0]["HostPort"], ports["2222/tcp"][0]["HostPort"]
         url = f"http://127.0.0.1:{lab}/api/status"
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(url, timeout=10)
-        assert refused.value.code == 403
+        # The log line comes before the server listens; until then docker-proxy accepts and closes.
+        refused = first_http_answer(url, deadline=time.monotonic() + 120)
+        assert refused.code == 403
         accepted = urllib.request.urlopen(
             urllib.request.Request(url, headers={"Authorization": f"token {token}"}), timeout=10
         )
         assert accepted.status == 200
-        login = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(key),
-                "-p",
-                ssh,
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "envkit@127.0.0.1",
-                "python -c 'import torch; print(torch.__version__)'; id -un",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        argv = [
+            "ssh",
+            "-i",
+            str(key),
+            "-p",
+            ssh,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "envkit@127.0.0.1",
+            "python -c 'import torch; print(torch.__version__)'; id -un",
+        ]
+        deadline = time.monotonic() + 120
+        while True:  # sshd may still be starting: ssh then says the connection was closed (255)
+            login = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+            starting = login.returncode == 255 and "Connection" in login.stderr
+            if not starting or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert login.returncode == 0, login.stderr
         assert login.stdout.split()[-2:] == ["2.13.0+cpu", "envkit"]
     finally:
