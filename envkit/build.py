@@ -425,16 +425,18 @@ def _build_locked(
         with scratch_dir(f"envkit-{cell.id}-") as scratch, log_path.open("w", encoding="utf-8") as log:
             base_label = {BASE_ID_LABEL: base.id} if base is not None else {}
             base_label = {**settings.provenance, **base_label}
-            local = push is not None and _local_cache(engine.info().backend, existing)
             sources: tuple[str, ...] = ()
-            if not settings.no_cache:
+            backend, local = "", False
+            if not settings.no_cache and (push is not None or settings.cache_from):
+                backend = engine.info().backend
+                local = push is not None and _local_cache(backend, existing)
                 sources = cache_sources(context, push, settings.cache_from, local_cache=local)
-            if local and not settings.no_cache:
+            if local:
                 log.write(
                     "envkit: the engine holds this cell's previous build: the classic builder uses its "
                     "local cache (given a registry image, it would ignore that cache)\n"
                 )
-            with _cache_images(engine, sources, log) as reusable:
+            with _cache_images(engine, backend, sources, log) as reusable:
                 image_id = _run_build(
                     context, engine, settings, scratch, log, cancel, progress, base_label, reusable
                 )
@@ -551,7 +553,9 @@ def _run_build(
 
 
 @contextmanager
-def _cache_images(engine: Engine, sources: tuple[str, ...], log: Any) -> Iterator[tuple[str, ...]]:
+def _cache_images(
+    engine: Engine, backend: str, sources: tuple[str, ...], log: Any
+) -> Iterator[tuple[str, ...]]:
     """The cache images the build can use, noted in the cell log. On a BuildKit engine, all of them
     (it fetches what it reuses from the registry); on the classic builder, those on the engine, after
     pulling the missing ones whole; the names pulled here are removed again afterwards. A cache image
@@ -559,7 +563,6 @@ def _cache_images(engine: Engine, sources: tuple[str, ...], log: Any) -> Iterato
     if not sources:
         yield ()
         return
-    backend = engine.info().backend
     log.write(f"envkit: {cache_note(backend, sources)}\n")
     if backend == "buildkit":
         yield sources
